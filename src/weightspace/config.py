@@ -65,8 +65,8 @@ def _message(error: jsonschema.ValidationError) -> ConfigError:
                 _dotted([*error.absolute_path, extra[0]]),
                 f"unknown key; allowed here: {', '.join(allowed)}",
             )
-    if error.validator == "propertyNames":
-        return ConfigError(f"{key}.{error.instance}", "name must be lower-case letters, digits and underscores")
+    if "propertyNames" in error.schema_path:
+        return ConfigError(f"{key}.{error.instance}", "a name here must be lower-case letters, digits and underscores (it becomes a folder name)")
     if error.validator == "pattern":
         hint = error.schema.get("description", f"must match {error.validator_value}")
         return ConfigError(key, f"{error.instance!r} is malformed: {hint}")

@@ -1,0 +1,138 @@
+"""Fixtures: a tiny random BERT-like model and tiny datasets that the tests build themselves,
+and a helper that runs the real Snakefile through Snakemake."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "src"
+if str(SRC) not in sys.path:
+    sys.path.insert(0, str(SRC))
+
+WORDS = {
+    "alpha": (["sunny", "bright", "warm", "clear"], ["rainy", "grey", "cold", "storm"]),
+    "beta": (["cat", "dog", "bird", "fish"], ["car", "bus", "train", "plane"], ["apple", "pear", "plum", "grape"]),
+}
+FILLER = ["the", "a", "is", "was", "very", "quite", "today", "here", "and", "it"]
+
+
+def make_tiny_model(folder: Path, vocab: list[str]) -> Path:
+    """A 2-layer, 32-wide random BERT with a WordPiece tokenizer over `vocab` (save_pretrained layout)."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(vocab))]
+    (folder / "vocab.txt").write_text("\n".join(tokens) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    config = BertConfig(
+        vocab_size=len(tokens),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=48,
+        max_position_embeddings=64,
+        type_vocab_size=2,
+    )
+    torch.manual_seed(1234)
+    BertModel(config).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def make_tiny_datasets(folder: Path, n: int = 48) -> dict[str, Path]:
+    """`alpha`: a binary CSV (one file, no split); `beta`: 3-label sentence pairs as JSONL train/test."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def sentence(words: list[str]) -> str:
+        picks = list(rng.choice(words, 2)) + list(rng.choice(FILLER, 4))
+        rng.shuffle(picks)
+        return " ".join(picks)
+
+    rows = [{"id": i, "review": sentence(WORDS["alpha"][i % 2]), "mood": ["good", "bad"][i % 2]} for i in range(n)]
+    import pandas as pd
+
+    pd.DataFrame(rows).to_csv(folder / "alpha.csv", index=False)
+    for split, m in (("train", n), ("test", n // 2)):
+        with open(folder / f"beta_{split}.jsonl", "w") as f:
+            for i in range(m):
+                k = i % 3
+                f.write(json.dumps({"premise": sentence(WORDS["beta"][k]), "hypothesis": sentence(FILLER), "gold": ["animal", "vehicle", "fruit"][k]}) + "\n")
+    return {"alpha": folder / "alpha.csv", "beta_train": folder / "beta_train.jsonl", "beta_test": folder / "beta_test.jsonl"}
+
+
+def tiny_config(model: Path, files: dict[str, Path]) -> dict:
+    return {
+        "base_model": {"local": str(model)},
+        "datasets": {
+            "alpha": {
+                "families": ["weather"],
+                "source": {"files": {"all": str(files["alpha"])}, "format": "csv"},
+                "text": "review",
+                "label": "mood",
+                "labels": ["bad", "good"],
+            },
+            "beta": {
+                "families": ["things", "weather"],
+                "source": {"files": {"train": str(files["beta_train"]), "test": str(files["beta_test"])}, "format": "jsonl"},
+                "text": "premise",
+                "text_pair": "hypothesis",
+                "label": "gold",
+                "labels": ["animal", "vehicle", "fruit"],
+            },
+        },
+        "data": {"split_seed": 0, "test_fraction": 0.25, "dev_fraction": 0.2, "max_dev": 16},
+        "zoo": {"datasets": ["alpha", "beta"], "seeds": [0, 1]},
+        "finetune": {
+            "lr": 1e-3,
+            "batch_size": 8,
+            "epochs": 10,
+            "max_steps": 12,
+            "max_length": 16,
+            "eval_every": 4,
+            "patience": 3,
+            "checkpoint_every": 4,
+        },
+        "flatten": {"chunk_size": 1024, "shard_size": 4096},
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_assets(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("assets")
+    files = make_tiny_datasets(root / "data")
+    vocab = [w for groups in WORDS.values() for g in groups for w in g] + FILLER
+    model = make_tiny_model(root / "model", vocab)
+    return {"model": model, "files": files, "config": tiny_config(model, files)}
+
+
+@pytest.fixture
+def tiny_config_dict(tiny_assets: dict) -> dict:
+    return copy.deepcopy(tiny_assets["config"])
+
+
+def write_config(folder: Path, config: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def snakemake(workdir: Path, configfile: Path | str, *args: str, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run the repository's Snakefile with `workdir` as working directory."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(configfile), "--cores", "2", *args]
+    # A kill switch in the caller's environment must never leak into a run.
+    full_env = {k: v for k, v in os.environ.items() if k != "WEIGHTSPACE_KILL_AFTER_STEP"}
+    full_env.update(env or {})
+    return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout)

@@ -1,0 +1,103 @@
+"""Config validation: every mistake stops with the key named."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from weightspace.config import ConfigError, finetune_settings, load_schema, validate_config, zoo_members
+
+from conftest import REPO
+
+SCHEMA = load_schema(REPO / "workflow/schemas/config.schema.yaml")
+
+
+def check(config: dict) -> dict:
+    return validate_config(copy.deepcopy(config), SCHEMA)
+
+
+def test_tiny_config_is_valid_and_gets_defaults(tiny_config_dict):
+    out = check(tiny_config_dict)
+    assert out["finetune"]["weight_decay"] == 0.01  # a schema default
+    assert out["finetune"]["lr"] == 1e-3  # the given value wins
+    assert out["data"]["min_examples_per_label"] == 2
+    assert zoo_members(out) == [("alpha", 0), ("alpha", 1), ("beta", 0), ("beta", 1)]
+
+
+@pytest.mark.parametrize("path", ["config.yaml", "presets/paper.yaml"])
+def test_shipped_configs_are_valid(path):
+    config = yaml.safe_load((REPO / path).read_text())
+    if "local" in config["base_model"]:
+        pytest.skip("local model")
+    check(config)
+
+
+def test_dataset_override_of_finetune_keeps_other_globals(tiny_config_dict):
+    tiny_config_dict["datasets"]["beta"]["finetune"] = {"lr": 0.5}
+    out = check(tiny_config_dict)
+    assert finetune_settings(out, "beta")["lr"] == 0.5
+    assert finetune_settings(out, "beta")["batch_size"] == 8
+    assert finetune_settings(out, "alpha")["lr"] == 1e-3
+
+
+def _set(config: dict, dotted: str, value) -> None:
+    *parents, last = dotted.split(".")
+    node = config
+    for p in parents:
+        node = node[p]
+    if value is _DELETE:
+        del node[last]
+    else:
+        node[last] = value
+
+
+_DELETE = object()
+
+BAD = [
+    # (where to change, new value, key the message must name, words it must contain)
+    ("finetune.lrr", 1e-4, "finetune.lrr", "unknown key"),
+    ("finetune.lr", "fast", "finetune.lr", "not of type"),
+    ("finetune.lr", -1.0, "finetune.lr", "less than or equal to the minimum"),
+    ("finetune.batch_size", 2.5, "finetune.batch_size", "not of type 'integer'"),
+    ("zoo.seeds", [0, "one"], "zoo.seeds.1", "not of type 'integer'"),
+    ("zoo.seeds", [], "zoo.seeds", "should be non-empty"),
+    ("zoo.seeds", [1, 1], "zoo.seeds", "non-unique"),
+    ("zoo.datasets", ["alpha", "gamma"], "zoo.datasets.1", "not in the dataset registry"),
+    ("data.max_train", -5, "data.max_train", "minimum"),
+    ("data.test_fraction", 1.5, "data.test_fraction", "maximum"),
+    ("datasets.alpha.labels", ["bad"], "datasets.alpha.labels", "too short"),
+    ("datasets.alpha.source.format", "xlsx", "datasets.alpha.source.format", "is not one of"),
+    ("datasets.alpha.families", [], "datasets.alpha.families", "should be non-empty"),
+    ("datasets.alpha.text", _DELETE, "datasets.alpha", "'text' is a required key"),
+    ("datasets.alpha.derived_from", "nope", "datasets.alpha.derived_from", "not a dataset of the registry"),
+    ("datasets.alpha.label_map", {"good": "great"}, "datasets.alpha.label_map", "not declared"),
+    ("base_model.local", "/nonexistent/model", "base_model.local", "no config.json"),
+    ("base_model.hub", "roberta-base", "base_model", "exactly one of"),
+    ("flatten.shard_size", 1500, "flatten.shard_size", "multiple of"),
+    ("finetune.precision", "fp8", "finetune.precision", "is not one of"),
+]
+
+
+@pytest.mark.parametrize("where,value,key,words", BAD, ids=[b[0] + ":" + str(b[1])[:12] for b in BAD])
+def test_bad_config_names_the_key(tiny_config_dict, where, value, key, words):
+    _set(tiny_config_dict, where, value)
+    with pytest.raises(ConfigError) as err:
+        check(tiny_config_dict)
+    assert err.value.key == key
+    assert words in str(err.value)
+    assert f"'{key}'" in str(err.value)
+
+
+def test_dataset_names_must_be_path_safe(tiny_config_dict):
+    tiny_config_dict["datasets"]["Bad-Name"] = tiny_config_dict["datasets"]["alpha"]
+    with pytest.raises(ConfigError, match="datasets.Bad-Name"):
+        check(tiny_config_dict)
+
+
+def test_package_dataset_needs_files(tiny_config_dict):
+    tiny_config_dict["datasets"]["alpha"]["source"] = {"package": "x==1", "format": "csv"}
+    with pytest.raises(ConfigError, match="datasets.alpha.source.files"):
+        check(tiny_config_dict)

@@ -1,0 +1,91 @@
+"""Flattened bodies in Parquet shards: exact round trips and range reads."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from weightspace.weights import FlatWeights, make_index, write_flat
+
+IDENTITY = {"model_id": "toy-s0", "dataset": "toy", "families": ["f"], "seed": 0, "base_model": "tiny", "checkpoint_sha256": "0" * 64}
+
+
+def _body(seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "embeddings.weight": torch.randn(37, 11, generator=g),
+        "layer.0.bias": torch.randn(11, generator=g),
+        "layer.0.half": torch.randn(5, 7, generator=g).to(torch.float16),
+        "layer.0.bf": torch.randn(300, generator=g).to(torch.bfloat16),
+        "norm.weight": torch.randn(1, generator=g),
+    }
+
+
+@pytest.mark.parametrize("chunk,shard", [(1024, 1024), (1024, 2048), (4096, 4096)])
+def test_round_trip_is_exact_with_dtypes_and_shapes(tmp_path, chunk, shard):
+    body = _body()
+    index = make_index(body)
+    manifest = write_flat(body, index, tmp_path / "m", IDENTITY, chunk, shard)
+    total = sum(t.numel() for t in body.values())
+    assert manifest["num_positions"] == total
+    assert len(manifest["shards"]) == -(-total // shard)
+    fw = FlatWeights(tmp_path / "m")
+    for name, t in body.items():
+        back = fw.tensor(name)
+        assert back.dtype == t.dtype and back.shape == t.shape
+        assert torch.equal(back, t)
+    expected = np.concatenate([t.float().reshape(-1).numpy() for t in body.values()])
+    assert np.array_equal(fw.vector(), expected)
+
+
+def test_any_range_equals_the_slice(tmp_path):
+    body = {"w": torch.arange(10_000, dtype=torch.float32)}
+    write_flat(body, make_index(body), tmp_path / "m", IDENTITY, 1024, 3072)
+    fw = FlatWeights(tmp_path / "m")
+    rng = np.random.default_rng(0)
+    full = np.arange(10_000, dtype=np.float32)
+    for _ in range(50):
+        a, b = sorted(rng.integers(0, 10_001, 2))
+        assert np.array_equal(fw.read(a, b), full[a:b])
+    assert np.array_equal(fw.read(3071, 3073), full[3071:3073])  # across a shard boundary
+    with pytest.raises(IndexError):
+        fw.read(0, 10_001)
+
+
+def test_layout_is_plain_parquet_with_fixed_row_groups_and_metadata(tmp_path):
+    body = {"w": torch.arange(5000, dtype=torch.float32)}
+    write_flat(body, make_index(body), tmp_path / "m", IDENTITY, 1024, 4096)
+    pf = pq.ParquetFile(tmp_path / "m" / "shard-00000.parquet")
+    assert [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)] == [1024] * 4
+    assert pf.schema_arrow.field("weight").type == "float"
+    meta = json.loads(pf.schema_arrow.metadata[b"weightspace"])
+    assert meta["model_id"] == "toy-s0" and meta["start"] == 0 and meta["stop"] == 4096 and meta["num_positions"] == 5000
+    second = pq.read_table(tmp_path / "m" / "shard-00001.parquet")
+    assert second.column("weight").to_pylist() == list(range(4096, 5000))
+    index = pq.read_table(tmp_path / "m" / "index.parquet").to_pylist()
+    assert index == [{"name": "w", "offset": 0, "numel": 5000, "shape": [5000], "dtype": "float32"}]
+
+
+def test_range_read_touches_only_needed_row_groups(tmp_path, monkeypatch):
+    body = {"w": torch.arange(8192, dtype=torch.float32)}
+    write_flat(body, make_index(body), tmp_path / "m", IDENTITY, 1024, 8192)
+    fw = FlatWeights(tmp_path / "m")
+    asked = []
+    real = pq.ParquetFile.read_row_groups
+    monkeypatch.setattr(pq.ParquetFile, "read_row_groups", lambda self, rgs, **kw: asked.append(list(rgs)) or real(self, rgs, **kw))
+    fw.read(1100, 1200)
+    fw.read(2000, 2100)  # crosses the row-group boundary at 2048
+    assert asked == [[1], [1, 2]]
+
+
+def test_shape_mismatch_with_index_is_an_error(tmp_path):
+    body = _body()
+    index = make_index(body)
+    other = {**body, "layer.0.bias": torch.zeros(12)}
+    with pytest.raises(ValueError, match="layer.0.bias"):
+        write_flat(other, index, tmp_path / "m", IDENTITY, 1024, 1024)
+    assert not (tmp_path / "m").exists()  # nothing half-written

@@ -1,0 +1,167 @@
+"""The real Snakefile through Snakemake on the tiny config: zoo, round trips, determinism,
+resume after a kill, bad configs, and the paper preset's offline plan."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from weightspace.weights import FlatWeights
+
+from conftest import REPO, snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+MODELS = [("alpha", 0), ("alpha", 1), ("beta", 0), ("beta", 1)]
+
+
+def _check(done, what: str):
+    assert done.returncode == 0, f"{what} failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny_assets, tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("run_a")
+    config = write_config(work, tiny_assets["config"])
+    _check(snakemake(work, config), "tiny workflow")
+    return work
+
+
+def test_zoo_has_one_row_per_model_with_metrics(full_run):
+    zoo = pq.read_table(full_run / "results/zoo.parquet").to_pylist()
+    assert [(r["dataset"], r["seed"]) for r in zoo] == MODELS
+    pretrained = json.loads((full_run / "results/pretrained/weights/manifest.json").read_text())
+    for row in zoo:
+        assert row["model_id"] == f"{row['dataset']}-s{row['seed']}"
+        assert row["families"] == (["weather"] if row["dataset"] == "alpha" else ["things", "weather"])
+        assert row["steps"] == 12
+        assert 0.0 <= row["test_accuracy"] <= 1.0 and np.isfinite(row["test_loss"]) and np.isfinite(row["dev_loss"])
+        assert row["examples_per_s"] > 0
+        assert row["num_positions"] == pretrained["num_positions"]
+        metrics = json.loads((full_run / row["checkpoint"] / "metrics.json").read_text())
+        assert metrics["test_accuracy"] == row["test_accuracy"] and metrics["steps"] == 12
+        assert len(metrics["history"]) == 3  # dev evaluations at steps 4, 8, 12
+
+
+def test_data_splits_are_disjoint_and_labelled(full_run):
+    info = json.loads((full_run / "results/data/beta/info.json").read_text())
+    assert info["labels"] == ["animal", "vehicle", "fruit"] and info["pair"]
+    texts = {}
+    for split in ("train", "dev", "test"):
+        t = pq.read_table(full_run / f"results/data/beta/{split}.parquet")
+        assert set(t.column_names) == {"text", "text_pair", "label"}
+        texts[split] = set(zip(t.column("text").to_pylist(), t.column("text_pair").to_pylist()))
+    assert not texts["train"] & texts["test"] and not texts["train"] & texts["dev"]
+
+
+def test_parquet_weights_reconstruct_the_checkpoint_body_exactly(full_run):
+    for dataset, seed in MODELS:
+        state = load_file(str(full_run / f"results/models/{dataset}/seed{seed}/model.safetensors"))
+        flat = FlatWeights(full_run / f"results/weights/{dataset}/seed{seed}")
+        body = flat.body()
+        assert set(body) == {k.removeprefix("bert.") for k in state if k.startswith("bert.")}
+        assert not any(k.startswith("classifier") for k in body)  # the head is not part of the weight vector
+        for name, tensor in body.items():
+            assert torch.equal(tensor, state["bert." + name]), name
+        # Plain pyarrow, no library code: the shards concatenate to the same vector.
+        shards = sorted((full_run / f"results/weights/{dataset}/seed{seed}").glob("shard-*.parquet"))
+        assert len(shards) > 1
+        plain = np.concatenate([pq.read_table(s).column("weight").to_numpy() for s in shards])
+        index = pq.read_table(full_run / f"results/weights/{dataset}/seed{seed}/index.parquet").to_pylist()
+        for p in index:
+            expected = state["bert." + p["name"]].reshape(-1).numpy()
+            assert np.array_equal(plain[p["offset"] : p["offset"] + p["numel"]], expected)
+        meta = json.loads(pq.read_schema(shards[0]).metadata[b"weightspace"])
+        assert meta["dataset"] == dataset and meta["seed"] == seed and meta["model_id"] == f"{dataset}-s{seed}"
+
+
+def test_pretrained_reference_is_the_base_body(full_run, tiny_assets):
+    base = load_file(str(tiny_assets["model"] / "model.safetensors"))
+    flat = FlatWeights(full_run / "results/pretrained/weights").body()
+    assert set(flat) == set(base)
+    assert all(torch.equal(flat[k], base[k]) for k in base)
+
+
+def test_finetune_log_shows_progress(full_run):
+    log = (full_run / "results/logs/finetune/alpha/seed0.log").read_text()
+    assert "finetune dataset 'alpha' seed 0" in log and "12/12" in log
+    assert "dev loss" in log
+
+
+def test_nothing_to_do_on_a_second_run(full_run):
+    done = snakemake(full_run, full_run / "config.yaml", "-n")
+    _check(done, "dry run")
+    assert "Nothing to be done" in done.stdout + done.stderr
+
+
+def test_same_seed_gives_bitwise_identical_weights(full_run, tiny_assets, tmp_path):
+    config = write_config(tmp_path, tiny_assets["config"])
+    _check(snakemake(tmp_path, config, "results/models/alpha/seed0", "results/models/beta/seed1"), "second run")
+    for target in ("alpha/seed0", "beta/seed1"):
+        a = load_file(str(full_run / f"results/models/{target}/model.safetensors"))
+        b = load_file(str(tmp_path / f"results/models/{target}/model.safetensors"))
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), target
+
+
+def test_resume_after_kill_ends_with_the_uninterrupted_weights(full_run, tiny_assets, tmp_path):
+    config = write_config(tmp_path, tiny_assets["config"])
+    target = "results/models/alpha/seed0"
+    killed = snakemake(tmp_path, config, target, env={"WEIGHTSPACE_KILL_AFTER_STEP": "8"})
+    assert killed.returncode != 0
+    assert not (tmp_path / target).exists()  # no half-written model looks complete
+    state = json.loads((tmp_path / "results/resume/alpha/seed0/checkpoint/state.json").read_text())
+    assert state["state"]["step"] == 8
+
+    _check(snakemake(tmp_path, config, target), "rerun after kill")
+    log = (tmp_path / "results/logs/finetune/alpha/seed0.log").read_text()
+    assert "resumed dataset 'alpha' seed 0 from step 8 of 12" in log
+    assert not (tmp_path / "results/resume/alpha/seed0").exists()
+    a = load_file(str(full_run / target / "model.safetensors"))
+    b = load_file(str(tmp_path / target / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+BAD_CONFIGS = [
+    # (change, key named in the error)
+    (lambda c: c["finetune"].update(lr="fast"), "finetune.lr"),
+    (lambda c: c["finetune"].update(learning_rate=1e-4), "finetune.learning_rate"),
+    (lambda c: c["zoo"].update(seeds=[0, 1.5]), "zoo.seeds.1"),
+    (lambda c: c["zoo"].update(datasets=["alpha", "gamma"]), "zoo.datasets.1"),
+    (lambda c: c["datasets"]["beta"]["source"].update(format="excel"), "datasets.beta.source.format"),
+    (lambda c: c["data"].update(max_train=-3), "data.max_train"),
+    (lambda c: c.update(base_model={"local": "/no/such/model"}), "base_model.local"),
+]
+
+
+@pytest.mark.parametrize("change,key", BAD_CONFIGS, ids=[k for _, k in BAD_CONFIGS])
+def test_bad_config_stops_before_any_job_and_names_the_key(tiny_assets, tmp_path, change, key):
+    config = copy.deepcopy(tiny_assets["config"])
+    change(config)
+    done = snakemake(tmp_path, write_config(tmp_path, config), "-n")
+    assert done.returncode != 0
+    assert f"config key '{key}'" in done.stderr + done.stdout
+    assert not (tmp_path / "results").exists()
+
+
+def test_paper_preset_plans_offline_with_gpu_finetunes(tmp_path):
+    # A dead proxy: any attempt to reach the network while planning would fail the dry run.
+    dead = "http://127.0.0.1:9"
+    env = {"HTTP_PROXY": dead, "HTTPS_PROXY": dead, "http_proxy": dead, "https_proxy": dead, "HF_HUB_OFFLINE": "0"}
+    done = snakemake(tmp_path, REPO / "presets/paper.yaml", "-n", env=env)
+    _check(done, "paper preset dry run")
+    out = done.stdout
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
+    assert int(counts["finetune"]) >= 180
+    assert int(counts["flatten"]) == int(counts["finetune"])
+    blocks = re.findall(r"^rule finetune:\n(.*?)(?=^\[|\Z)", out, flags=re.M | re.S)
+    assert len(blocks) == int(counts["finetune"])
+    assert all(re.search(r"resources: .*\bgpu=1\b", b) for b in blocks)

@@ -158,10 +158,13 @@ def write_flat(
     """Write the body as shards + index + manifest into `out_dir` (atomically). Returns the manifest."""
     if shard_size % chunk_size:
         raise ValueError("shard_size must be a multiple of chunk_size")
+    from concurrent.futures import ThreadPoolExecutor
+
     total = sum(p.numel for p in index)
     schema = pa.schema([pa.field(COLUMN, pa.float32(), nullable=False)])
     shards = []
-    with atomic_path(out_dir) as tmp:
+    # Hashing a closed shard overlaps with writing the next one (both release the GIL).
+    with atomic_path(out_dir) as tmp, ThreadPoolExecutor(max_workers=1) as hasher:
         tmp.mkdir()
         start = 0
         for i, values in enumerate(_shards(_flat_pieces(body, index), total, shard_size)):
@@ -178,8 +181,10 @@ def write_flat(
                 data_page_size=1 << 20,
             ) as writer:
                 writer.write_table(pa.table({COLUMN: pa.array(values, pa.float32())}, schema=schema), row_group_size=chunk_size)
-            shards.append({"file": name, "start": start, "stop": start + len(values), "sha256": sha256_file(tmp / name)})
+            shards.append({"file": name, "start": start, "stop": start + len(values), "sha256": hasher.submit(sha256_file, tmp / name)})
             start += len(values)
+        for shard in shards:
+            shard["sha256"] = shard["sha256"].result()
         pq.write_table(index_table(index), tmp / INDEX_FILE)
         manifest = {**identity, "format_version": FORMAT_VERSION, "num_positions": total, "chunk_size": chunk_size, "shard_size": shard_size, "shards": shards, "index_sha256": sha256_file(tmp / INDEX_FILE)}
         write_json(tmp / MANIFEST_FILE, manifest)

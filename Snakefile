@@ -11,7 +11,10 @@ min_version("9.0")
 # The library lives in src/: make it importable here and in every job's process.
 _SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, _SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_SRC, os.environ.get("PYTHONPATH")]))
+# (Set, not read: the job processes inherit it, including on a cluster.)
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(filter(None, [_SRC, os.environ.get("PYTHONPATH")]))
+)
 
 
 # config.yaml is the embedded default experiment; a --configfile (e.g. presets/paper.yaml)
@@ -29,6 +32,6 @@ include: "workflow/rules/flatten.smk"
 
 
 rule all:
+    default_target: True
     input:
         rules.zoo.output.table,
-    default_target: True

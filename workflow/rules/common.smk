@@ -15,7 +15,8 @@ from weightspace.sources import package_dirname
 
 try:
     validate_config(
-        config, load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+        config,
+        load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"),
     )
 except ConfigError as e:
     raise WorkflowError(f"invalid config: {e}") from None
@@ -33,7 +34,10 @@ MEMBERS = zoo_members(config)
 PACKAGES = {
     package_dirname(spec): spec
     for spec in [config["base_model"].get("package")]
-    + [config["datasets"][d]["source"].get("package") for d in config["zoo"]["datasets"]]
+    + [
+        config["datasets"][d]["source"].get("package")
+        for d in config["zoo"]["datasets"]
+    ]
     if spec
 }
 
@@ -49,7 +53,9 @@ def base_model_input(wildcards):
     if base.get("local"):
         # Every file of the folder, so that a changed local model reruns what depends on it.
         return {
-            "files": sorted(str(p) for p in Path(base["local"]).iterdir() if p.is_file())
+            "files": sorted(
+                str(p) for p in Path(base["local"]).iterdir() if p.is_file()
+            )
         }
     return {}
 

@@ -13,12 +13,12 @@ rule prepare_data:
         dev="results/data/{dataset}/dev.parquet",
         test="results/data/{dataset}/test.parquet",
         info="results/data/{dataset}/info.json",
-    params:
-        entry=lambda wildcards: config["datasets"][wildcards.dataset],
-        settings=lambda wildcards: dataset_settings(config, wildcards.dataset),
     log:
         "results/logs/prepare_data/{dataset}.log",
     conda:
         "../../envs/data.yaml"
+    params:
+        entry=lambda wildcards: config["datasets"][wildcards.dataset],
+        settings=lambda wildcards: dataset_settings(config, wildcards.dataset),
     script:
         "../scripts/prepare_data.py"

@@ -10,20 +10,20 @@ rule finetune:
         info=rules.prepare_data.output.info,
     output:
         model=directory("results/models/{dataset}/seed{seed}"),
-    params:
-        hyperparameters=lambda wildcards: finetune_settings(config, wildcards.dataset),
-        # Resume state lives outside the outputs, so Snakemake never deletes it on a retry.
-        state="results/resume/{dataset}/seed{seed}",
-    threads: 2
-    resources:
-        gpu=1,
-        mem_mb=lambda wildcards, attempt: 16000 * attempt,
-        runtime=lambda wildcards, attempt: 240 * attempt,
     log:
         "results/logs/finetune/{dataset}/seed{seed}.log",
     benchmark:
         "results/benchmarks/finetune/{dataset}/seed{seed}.tsv"
     conda:
         "../../envs/finetune.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=lambda wildcards, attempt: 16000 * attempt,
+        runtime=lambda wildcards, attempt: 240 * attempt,
+    params:
+        hyperparameters=lambda wildcards: finetune_settings(config, wildcards.dataset),
+        # Resume state lives outside the outputs, so Snakemake never deletes it on a retry.
+        state="results/resume/{dataset}/seed{seed}",
     script:
         "../scripts/finetune.py"

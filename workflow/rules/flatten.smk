@@ -7,16 +7,16 @@ rule flatten_pretrained:
         base=rules.base_model.output.folder,
     output:
         weights=directory("results/pretrained/weights"),
-    params:
-        sizes=config["flatten"],
-        base_model=config["base_model"],
-    resources:
-        mem_mb=lambda wildcards, attempt: 8000 * attempt,
-        runtime=30,
     log:
         "results/logs/flatten_pretrained.log",
     conda:
         "../../envs/finetune.yaml"
+    resources:
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
+        runtime=30,
+    params:
+        sizes=config["flatten"],
+        base_model=config["base_model"],
     script:
         "../scripts/flatten.py"
 
@@ -27,6 +27,15 @@ rule flatten:
         reference=rules.flatten_pretrained.output.weights,
     output:
         weights=directory("results/weights/{dataset}/seed{seed}"),
+    log:
+        "results/logs/flatten/{dataset}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/flatten/{dataset}/seed{seed}.tsv"
+    conda:
+        "../../envs/finetune.yaml"
+    resources:
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
+        runtime=30,
     params:
         sizes=config["flatten"],
         base_model=config["base_model"],
@@ -34,15 +43,6 @@ rule flatten:
         derived_from=lambda wildcards: config["datasets"][wildcards.dataset].get(
             "derived_from"
         ),
-    resources:
-        mem_mb=lambda wildcards, attempt: 8000 * attempt,
-        runtime=30,
-    log:
-        "results/logs/flatten/{dataset}/seed{seed}.log",
-    benchmark:
-        "results/benchmarks/flatten/{dataset}/seed{seed}.tsv"
-    conda:
-        "../../envs/finetune.yaml"
     script:
         "../scripts/flatten.py"
 
@@ -58,6 +58,10 @@ rule zoo:
         pretrained=rules.flatten_pretrained.output.weights,
     output:
         table="results/zoo.parquet",
+    log:
+        "results/logs/zoo.log",
+    conda:
+        "../../envs/analysis.yaml"
     params:
         members=MEMBERS,
         datasets={
@@ -67,9 +71,5 @@ rule zoo:
             }
             for d in config["zoo"]["datasets"]
         },
-    log:
-        "results/logs/zoo.log",
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../scripts/zoo.py"

@@ -10,12 +10,12 @@ localrules:
 rule fetch_package:
     output:
         folder=directory("resources/packages/{package}"),
-    params:
-        spec=lambda wildcards: PACKAGES[wildcards.package],
     log:
         "results/logs/fetch_package/{package}.log",
     conda:
         "../../envs/data.yaml"
+    params:
+        spec=lambda wildcards: PACKAGES[wildcards.package],
     script:
         "../scripts/fetch_package.py"
 
@@ -25,11 +25,11 @@ rule base_model:
         unpack(base_model_input),
     output:
         folder=directory("resources/base_model"),
-    params:
-        source=config["base_model"],
     log:
         "results/logs/base_model.log",
     conda:
         "../../envs/finetune.yaml"
+    params:
+        source=config["base_model"],
     script:
         "../scripts/base_model.py"

@@ -83,6 +83,18 @@ def test_parquet_weights_reconstruct_the_checkpoint_body_exactly(full_run):
         assert meta["dataset"] == dataset and meta["seed"] == seed and meta["model_id"] == f"{dataset}-s{seed}"
 
 
+def test_checkpoints_load_with_from_pretrained(full_run):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = full_run / "results/models/beta/seed1"
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert model.config.id2label == {0: "animal", 1: "vehicle", 2: "fruit"}
+    state = load_file(str(folder / "model.safetensors"))
+    assert torch.equal(model.classifier.weight.detach(), state["classifier.weight"])
+    assert tokenizer("cat dog")["input_ids"][0] == tokenizer.cls_token_id
+
+
 def test_pretrained_reference_is_the_base_body(full_run, tiny_assets):
     base = load_file(str(tiny_assets["model"] / "model.safetensors"))
     flat = FlatWeights(full_run / "results/pretrained/weights").body()

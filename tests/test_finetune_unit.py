@@ -78,7 +78,7 @@ def test_same_seed_same_weights_other_seed_or_dataset_other_weights(tiny_assets,
 
 
 def test_divergence_names_dataset_seed_and_step(tiny_assets, tmp_path):
-    cfg = FinetuneConfig(lr=1e-3, batch_size=4, epochs=1, max_length=8, eval_every=3)
+    cfg = FinetuneConfig(lr=1e-3, batch_size=4, epochs=1, max_length=8, eval_every=3, max_loss=1e-6)
     with pytest.raises(TrainingDiverged, match=r"dataset 'toy' seed 3: training loss .* at step 1"):
-        run_finetune(tiny_assets["model"], _splits(), ["bad", "good"], tmp_path / "m", tmp_path / "s", "toy", 3, cfg, max_loss=1e-6, progress=False)
+        run_finetune(tiny_assets["model"], _splits(), ["bad", "good"], tmp_path / "m", tmp_path / "s", "toy", 3, cfg, progress=False)
     assert not (tmp_path / "m").exists()

@@ -57,6 +57,7 @@ class FinetuneConfig:
     patience: int = 3
     checkpoint_every: int = 50
     grad_clip: float | None = 1.0
+    max_loss: float | None = None
     precision: str = "auto"
 
     @classmethod
@@ -277,7 +278,6 @@ def train(
     pad_id: int,
     state_dir: Path,
     run_id: str,
-    max_loss: float | None = None,
     progress: bool = True,
 ) -> tuple[TrainState, torch.device, torch.dtype | None]:
     """Finetune `model` in place; on return it holds the best-dev weights.
@@ -318,8 +318,11 @@ def train(
         with _autocast(device, amp):
             loss = model(**batch).loss
         loss_value = loss.item()
-        if not math.isfinite(loss_value) or (max_loss is not None and loss_value > max_loss):
-            raise TrainingDiverged(f"{run_id}: training loss {loss_value} at step {state.step + 1} (bound {max_loss}); lower the learning rate or check the data")
+        if not math.isfinite(loss_value) or (cfg.max_loss is not None and loss_value > cfg.max_loss):
+            raise TrainingDiverged(
+                f"{run_id}: training loss {loss_value} at step {state.step + 1} (finetune.max_loss: {cfg.max_loss}); "
+                "lower the learning rate or check the data"
+            )
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
@@ -379,7 +382,6 @@ def run_finetune(
     seed: int,
     cfg: FinetuneConfig,
     threads: int = 1,
-    max_loss: float | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Finetune the base model on one dataset with one seed; write the model folder.
@@ -406,7 +408,7 @@ def run_finetune(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     state_dir = Path(state_dir)
     started = time.perf_counter()
-    state, device, amp = train(model, data["train"], data["dev"], cfg, derived, pad_id, state_dir, run_id, max_loss, progress)
+    state, device, amp = train(model, data["train"], data["dev"], cfg, derived, pad_id, state_dir, run_id, progress)
     eval_batch = max(cfg.batch_size, 64)
     dev = evaluate(model, data["dev"], eval_batch, pad_id, device, amp)
     test = evaluate(model, data["test"], eval_batch, pad_id, device, amp)
@@ -431,6 +433,7 @@ def run_finetune(
         "device": device.type,
         "autocast": str(amp).removeprefix("torch.") if amp is not None else "fp32",
         "threads": threads,
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "history": state.history,
         "finetune": asdict(cfg),
         "torch": torch.__version__,

@@ -17,3 +17,12 @@ def to_log_file(path: str | None) -> None:
         os.close(fd)
         sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    logging.getLogger("weightspace").info("%s", where_am_i())
+
+
+def where_am_i() -> str:
+    """Host, process and, inside a SLURM job, the job id: the job's own record of where it ran."""
+    import socket
+
+    job = os.environ.get("SLURM_JOB_ID")
+    return f"host {socket.gethostname()}, pid {os.getpid()}, " + (f"SLURM job {job}" if job else "not a SLURM job")

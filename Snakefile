@@ -32,9 +32,12 @@ include: "workflow/rules/resources.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/flatten.smk"
+include: "workflow/rules/summary.smk"
 
 
 rule all:
     default_target: True
     input:
         rules.zoo.output.table,
+        rules.finetune_summary.output.csv,
+        rules.plot_finetune_accuracy.output.png,

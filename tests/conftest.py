@@ -136,3 +136,16 @@ def snakemake(workdir: Path, configfile: Path | str, *args: str, env: dict | Non
     full_env = {k: v for k, v in os.environ.items() if k != "WEIGHTSPACE_KILL_AFTER_STEP"}
     full_env.update(env or {})
     return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout)
+
+
+def check_run(done: subprocess.CompletedProcess, what: str) -> None:
+    assert done.returncode == 0, f"{what} failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
+
+
+@pytest.fixture(scope="session")
+def full_run(tiny_assets, tmp_path_factory) -> Path:
+    """The whole tiny workflow, run once per test session (treat as read-only)."""
+    work = tmp_path_factory.mktemp("run_a")
+    config = write_config(work, tiny_assets["config"])
+    check_run(snakemake(work, config), "tiny workflow")
+    return work

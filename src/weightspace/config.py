@@ -159,6 +159,15 @@ def _check_references(config: dict) -> None:
         raise ConfigError("flatten.shard_size", f"must be a multiple of flatten.chunk_size ({flatten['chunk_size']})")
 
 
+NOT_DATA_KEYS = ("description", "families", "derived_from", "seeds", "finetune")
+
+
+def data_entry(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The part of a registry entry that decides the prepared data (so that changing, say, a
+    dataset's finetuning overrides does not redo its splits)."""
+    return {k: v for k, v in config["datasets"][name].items() if k not in NOT_DATA_KEYS}
+
+
 def dataset_settings(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     """The split/cap settings of one dataset: the global `data` block with its overrides."""
     entry = config["datasets"][name]

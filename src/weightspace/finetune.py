@@ -33,7 +33,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .data import LABEL, PAIR, TEXT
-from .io import atomic_path, write_json
+from .io import atomic_path, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 
@@ -442,5 +442,7 @@ def run_finetune(
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / "metrics.json", metrics)
+        # Recorded once here, so that flatten and provenance need not hash the weights again.
+        write_json(tmp / "checksums.json", {"model.safetensors": sha256_file(tmp / "model.safetensors")})
     shutil.rmtree(state_dir, ignore_errors=True)
     return metrics

@@ -60,3 +60,14 @@ def write_zoo(rows: Sequence[Mapping[str, Any]], path: str | Path) -> pa.Table:
 
 def read_zoo(path: str | Path) -> pa.Table:
     return pq.read_table(path)
+
+
+def majority_accuracy(info_files: list[str]) -> dict[str, float]:
+    """Accuracy of always predicting the most frequent test label, per dataset (from the
+    info.json files prepare_data writes)."""
+    out = {}
+    for path in info_files:
+        info = read_json(path)
+        counts = info["label_counts"]["test"]
+        out[info["dataset"]] = max(counts.values()) / sum(counts.values())
+    return out

@@ -4,6 +4,7 @@ from snakemake.exceptions import WorkflowError
 
 from weightspace.config import (
     ConfigError,
+    data_entry,
     dataset_settings,
     finetune_settings,
     load_schema,
@@ -11,6 +12,7 @@ from weightspace.config import (
     validate_config,
     zoo_members,
 )
+from weightspace.provenance import git_state
 from weightspace.sources import package_dirname
 
 try:
@@ -20,6 +22,10 @@ try:
     )
 except ConfigError as e:
     raise WorkflowError(f"invalid config: {e}") from None
+
+# Shown in `snakemake --report` (workflow/report/workflow.rst). Added after validation; no
+# rule's params read it, so it never triggers a rerun.
+config["workflow_provenance"] = git_state(workflow.basedir)
 
 
 wildcard_constraints:

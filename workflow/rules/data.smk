@@ -18,7 +18,7 @@ rule prepare_data:
     conda:
         "../../envs/data.yaml"
     params:
-        entry=lambda wildcards: config["datasets"][wildcards.dataset],
+        entry=lambda wildcards: data_entry(config, wildcards.dataset),
         settings=lambda wildcards: dataset_settings(config, wildcards.dataset),
     script:
         "../scripts/prepare_data.py"

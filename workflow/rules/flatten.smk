@@ -58,6 +58,7 @@ rule zoo:
         pretrained=rules.flatten_pretrained.output.weights,
     output:
         table="results/zoo.parquet",
+        provenance="results/zoo.parquet.provenance.json",
     log:
         "results/logs/zoo.log",
     conda:

@@ -3,7 +3,7 @@
 
 import logging
 
-from weightspace.io import sha256_file
+from weightspace.io import read_json, sha256_file
 from weightspace.logs import to_log_file
 from weightspace.weights import checkpoint_body, make_index, pretrained_body, read_index, write_flat
 from pathlib import Path
@@ -24,6 +24,6 @@ else:
     dataset, seed = snakemake.wildcards.dataset, int(snakemake.wildcards.seed)
     identity = {"model_id": f"{dataset}-s{seed}", "dataset": dataset, "families": list(snakemake.params.families),
                 "derived_from": snakemake.params.derived_from, "seed": seed, "base_model": base_name,
-                "checkpoint_sha256": sha256_file(checkpoint / "model.safetensors")}
+                "checkpoint_sha256": read_json(checkpoint / "checksums.json")["model.safetensors"]}
 manifest = write_flat(body, index, snakemake.output.weights, identity, sizes["chunk_size"], sizes["shard_size"])
 logging.info("%s: %d positions in %d shard(s)", identity["model_id"], manifest["num_positions"], len(manifest["shards"]))

@@ -17,8 +17,6 @@ for split in ("train", "dev", "test"):
 info = {
     "dataset": name,
     "labels": splits.labels,
-    "families": entry["families"],
-    "derived_from": entry.get("derived_from"),
     "pair": "text_pair" in splits.train,
     "label_counts": {s: getattr(splits, s)["label"].value_counts().sort_index().to_dict() for s in ("train", "dev", "test")},
     "cleaning": splits.stats,

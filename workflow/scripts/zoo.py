@@ -1,9 +1,11 @@
 """Gather every finetuned model into results/zoo.parquet."""
 
 import logging
+from pathlib import Path
 
 from weightspace.config import model_id
 from weightspace.logs import to_log_file
+from weightspace.provenance import write_provenance
 from weightspace.zoo import write_zoo, zoo_row
 
 to_log_file(snakemake.log[0])
@@ -13,3 +15,7 @@ rows = [
 ]
 table = write_zoo(rows, snakemake.output.table)
 logging.info("zoo: %d models", table.num_rows)
+write_provenance(
+    snakemake.output.table, snakemake.rule, [*snakemake.input.models, *snakemake.input.weights, snakemake.input.pretrained],
+    dict(snakemake.params), Path(snakemake.scriptdir), rows, snakemake.output.provenance, snakemake.config,
+)

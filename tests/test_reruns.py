@@ -1,0 +1,75 @@
+"""Incremental reruns: a change reruns what it invalidates and nothing else."""
+
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from conftest import check_run, snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+AGGREGATES = {("zoo", ""), ("finetune_summary", ""), ("plot_finetune_accuracy", ""), ("all", "")}
+
+
+@pytest.fixture
+def run_copy(full_run, tiny_assets, tmp_path) -> tuple[Path, dict]:
+    """A private copy of the finished tiny run (outputs and Snakemake's metadata, mtimes kept)."""
+    work = tmp_path / "run"
+    shutil.copytree(full_run, work, symlinks=True)
+    return work, copy.deepcopy(tiny_assets["config"])
+
+
+def planned(work: Path, config: dict) -> set[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run plans."""
+    done = snakemake(work, write_config(work, config), "-n")
+    check_run(done, "dry run")
+    out = done.stdout
+    if "Nothing to be done" in out + done.stderr:
+        return set()
+    jobs = set()
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
+        m = re.match(r"(?:local)?rule (\w+):", block)
+        if m:
+            w = re.search(r"^\s+wildcards: (.*)$", block, flags=re.M)
+            jobs.add((m.group(1), w.group(1) if w else ""))
+    return jobs
+
+
+def test_nothing_changed_plans_nothing(run_copy):
+    work, config = run_copy
+    assert planned(work, config) == set()
+
+
+def test_adding_a_seed_runs_only_its_models_and_the_aggregates(run_copy):
+    work, config = run_copy
+    config["zoo"]["seeds"] = [0, 1, 2]
+    expected = {(rule, f"dataset={d}, seed=2") for rule in ("finetune", "flatten") for d in ("alpha", "beta")}
+    assert planned(work, config) == expected | AGGREGATES
+
+
+def test_a_plot_only_setting_reruns_only_that_figure(run_copy):
+    work, config = run_copy
+    config["figures"] = {"dpi": 90}
+    assert planned(work, config) == {("plot_finetune_accuracy", ""), ("all", "")}
+
+
+def test_one_datasets_hyperparameter_reruns_its_models_and_downstream(run_copy):
+    work, config = run_copy
+    config["datasets"]["beta"]["finetune"] = {"lr": 2e-3}
+    expected = {(rule, f"dataset=beta, seed={s}") for rule in ("finetune", "flatten") for s in (0, 1)}
+    assert planned(work, config) == expected | AGGREGATES
+
+    # And for real: alpha's models stay untouched, beta's are retrained with the new lr.
+    before = {p: p.stat().st_mtime_ns for p in work.glob("results/models/*/seed*/model.safetensors")}
+    check_run(snakemake(work, write_config(work, config)), "rerun")
+    after = {p: p.stat().st_mtime_ns for p in work.glob("results/models/*/seed*/model.safetensors")}
+    changed = sorted(p.parts[-3] + "/" + p.parts[-2] for p in before if before[p] != after[p])
+    assert changed == ["beta/seed0", "beta/seed1"]
+    assert '"lr": 0.002' in (work / "results/models/beta/seed0/metrics.json").read_text()
+    assert planned(work, config) == set()

@@ -1,0 +1,58 @@
+# Tables and figures about the zoo: how well each finetune learned its dataset.
+
+
+def summary_inputs(wildcards):
+    return {
+        "zoo": rules.zoo.output.table,
+        "info": [f"results/data/{d}/info.json" for d in config["zoo"]["datasets"]],
+    }
+
+
+localrules:
+    finetune_summary,
+    plot_finetune_accuracy,
+
+
+rule finetune_summary:
+    input:
+        unpack(summary_inputs),
+    output:
+        csv=report(
+            "results/tables/finetune_summary.csv",
+            caption="../report/finetune_summary.rst",
+            category="Finetuning",
+            labels={"table": "finetune summary"},
+        ),
+        md="results/tables/finetune_summary.md",
+        provenance="results/tables/finetune_summary.csv.provenance.json",
+    log:
+        "results/logs/finetune_summary.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        datasets=config["zoo"]["datasets"],
+    script:
+        "../scripts/finetune_summary.py"
+
+
+rule plot_finetune_accuracy:
+    input:
+        unpack(summary_inputs),
+    output:
+        png=report(
+            "results/figures/finetune_accuracy.png",
+            caption="../report/finetune_accuracy.rst",
+            category="Finetuning",
+            labels={"figure": "test accuracy per dataset"},
+        ),
+        svg="results/figures/finetune_accuracy.svg",
+        provenance="results/figures/finetune_accuracy.png.provenance.json",
+    log:
+        "results/logs/plot_finetune_accuracy.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        datasets=config["zoo"]["datasets"],
+        figures=config["figures"],
+    script:
+        "../scripts/plot_finetune_accuracy.py"

@@ -78,3 +78,11 @@ def dataset_source_input(wildcards):
 def model_folders(kind):
     """The per-model folders of one stage ('models' or 'weights'), zoo order."""
     return [f"results/{kind}/{d}/seed{s}" for d, s in MEMBERS]
+
+
+def summary_inputs(wildcards):
+    """The zoo table and every dataset's info.json (majority-class baselines)."""
+    return {
+        "zoo": rules.zoo.output.table,
+        "info": [f"results/data/{d}/info.json" for d in config["zoo"]["datasets"]],
+    }

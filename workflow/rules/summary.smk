@@ -1,13 +1,6 @@
 # Tables and figures about the zoo: how well each finetune learned its dataset.
 
 
-def summary_inputs(wildcards):
-    return {
-        "zoo": rules.zoo.output.table,
-        "info": [f"results/data/{d}/info.json" for d in config["zoo"]["datasets"]],
-    }
-
-
 localrules:
     finetune_summary,
     plot_finetune_accuracy,

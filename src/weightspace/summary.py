@@ -55,7 +55,7 @@ def plot_finetune_accuracy(zoo: pd.DataFrame, majority: Mapping[str, float], sty
     ax.set_ylim(0, 1)
     ax.set_xlabel("")
     ax.set_ylabel("test accuracy")
-    ax.legend(loc="lower right", frameon=False)
+    ax.legend(loc="upper left", frameon=False)
     ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     return fig

@@ -33,6 +33,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/flatten.smk"
 include: "workflow/rules/summary.smk"
+include: "workflow/rules/geometry.smk"
 
 
 rule all:
@@ -41,3 +42,4 @@ rule all:
         rules.zoo.output.table,
         rules.finetune_summary.output.csv,
         rules.plot_finetune_accuracy.output.png,
+        geometry_targets(),

@@ -105,6 +105,10 @@ def tiny_config(model: Path, files: dict[str, Path]) -> dict:
             "checkpoint_every": 4,
         },
         "flatten": {"chunk_size": 1024, "shard_size": 4096},
+        "geometry": {
+            "gram_parts": 3,
+            "groupings": {"dataset": {"by": "dataset"}, "family": {"by": "family", "groups": ["things", "weather"]}},
+        },
     }
 
 

@@ -14,7 +14,12 @@ from conftest import check_run, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
-AGGREGATES = {("zoo", ""), ("finetune_summary", ""), ("plot_finetune_accuracy", ""), ("all", "")}
+FIGURES = {("plot_finetune_accuracy", ""), ("plot_tsne", "grouping=dataset"), ("plot_tsne", "grouping=family")}
+AGGREGATES = {
+    ("zoo", ""), ("finetune_summary", ""), ("gram", ""), ("summary", ""), ("all", ""),
+    ("gram_part", "part=0"), ("gram_part", "part=1"), ("gram_part", "part=2"),
+    ("cluster", "grouping=dataset"), ("cluster", "grouping=family"),
+} | FIGURES
 
 
 @pytest.fixture
@@ -56,7 +61,7 @@ def test_adding_a_seed_runs_only_its_models_and_the_aggregates(run_copy):
 def test_a_plot_only_setting_reruns_only_that_figure(run_copy):
     work, config = run_copy
     config["figures"] = {"dpi": 90}
-    assert planned(work, config) == {("plot_finetune_accuracy", ""), ("all", "")}
+    assert planned(work, config) == FIGURES | {("all", "")}
 
 
 def test_one_datasets_hyperparameter_reruns_its_models_and_downstream(run_copy):

@@ -178,7 +178,7 @@ def _git_head() -> str:
 def test_every_table_and_figure_has_verifiable_provenance(full_run):
     from weightspace.provenance import verify
 
-    outputs = ["results/zoo.parquet", "results/tables/finetune_summary.csv", "results/figures/finetune_accuracy.png"]
+    outputs = ["results/zoo.parquet", "results/tables/finetune_summary.csv", "results/figures/finetune_accuracy.png", "results/summary.md"]
     for out in outputs:
         record = json.loads((full_run / f"{out}.provenance.json").read_text())
         assert record["output"] == out and record["git_commit"] == _git_head()
@@ -222,3 +222,39 @@ def test_report_shows_the_git_commit(full_run, tmp_path):
     html = (tmp_path / "report.html").read_text()
     assert _git_head() in html
     assert "finetune_accuracy.png" in html and "finetune_summary.csv" in html
+
+
+def test_gram_matrix_equals_an_independent_in_memory_computation(full_run):
+    from weightspace.geometry import read_matrix
+
+    ids, gram = read_matrix(full_run / "results/geometry/gram.parquet")
+    assert ids == [f"{d}-s{s}" for d, s in MODELS]
+
+    def vector(folder: Path) -> np.ndarray:
+        return np.concatenate([pq.read_table(s).column("weight").to_numpy() for s in sorted(folder.glob("shard-*.parquet"))]).astype(np.float64)
+
+    pre = vector(full_run / "results/pretrained/weights")
+    tau = np.stack([vector(full_run / f"results/weights/{d}/seed{s}") - pre for d, s in MODELS])
+    np.testing.assert_allclose(gram, tau @ tau.T, rtol=1e-6)
+    _, cos = read_matrix(full_run / "results/geometry/cosine.parquet")
+    n = np.linalg.norm(tau, axis=1)
+    np.testing.assert_allclose(cos, (tau @ tau.T) / np.outer(n, n), rtol=1e-6, atol=1e-12)
+    norms = pq.read_table(full_run / "results/geometry/norms.parquet").column("norm").to_numpy()
+    np.testing.assert_allclose(norms, n, rtol=1e-6)
+
+
+def test_clustering_figures_and_summary(full_run):
+    for grouping in ("dataset", "family"):
+        metrics = json.loads((full_run / f"results/geometry/clusters/{grouping}/metrics.json").read_text())
+        assert metrics["models"] == 4 and metrics["groups"] == 2
+        assert 0.5 <= metrics["accuracy_majority"] <= 1.0 and 0.5 <= metrics["accuracy_hungarian"] <= 1.0
+        assignments = pq.read_table(full_run / f"results/geometry/clusters/{grouping}/assignments.parquet").to_pandas()
+        assert sorted(assignments["model_id"]) == sorted(f"{d}-s{s}" for d, s in MODELS)
+        assert (full_run / f"results/figures/fig2_tsne_{grouping}.png").stat().st_size > 10_000
+        assert (full_run / f"results/figures/fig2_tsne_{grouping}.svg").is_file()
+        assert json.loads((full_run / f"results/figures/fig2_tsne_{grouping}.png.provenance.json").read_text())["rule"] == "plot_tsne"
+    summary = (full_run / "results/summary.md").read_text()
+    dataset = json.loads((full_run / "results/geometry/clusters/dataset/metrics.json").read_text())
+    assert f"| clustering accuracy, by dataset | 98% | {100 * dataset['accuracy_majority']:.0f}% majority rule" in summary
+    rows = json.loads((full_run / "results/summary.json").read_text())["rows"]
+    assert {r["claim"] for r in rows} >= {"clustering accuracy, by dataset", "clustering accuracy, by family (things, weather)"}

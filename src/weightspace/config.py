@@ -154,6 +154,8 @@ def _check_references(config: dict) -> None:
         if name not in registry:
             raise ConfigError(f"zoo.datasets.{i}", f"{name!r} is not in the dataset registry (`datasets:`); known: {', '.join(sorted(registry))}")
 
+    _check_geometry(config)
+
     flatten = config["flatten"]
     if flatten["shard_size"] % flatten["chunk_size"]:
         raise ConfigError("flatten.shard_size", f"must be a multiple of flatten.chunk_size ({flatten['chunk_size']})")
@@ -190,3 +192,28 @@ def zoo_members(config: Mapping[str, Any]) -> list[tuple[str, int]]:
 
 def model_id(dataset: str, seed: int) -> str:
     return f"{dataset}-s{seed}"
+
+
+def _check_geometry(config: dict) -> None:
+    geometry = config["geometry"]
+    families = {f for d in config["zoo"]["datasets"] for f in config["datasets"][d]["families"]}
+    for name, spec in geometry["groupings"].items():
+        where = f"geometry.groupings.{name}"
+        if spec["by"] == "family":
+            if not spec.get("groups"):
+                raise ConfigError(f"{where}.groups", "a family grouping lists its groups (families, a domain group first)")
+            unknown = [g for g in spec["groups"] if g not in families]
+            if unknown:
+                raise ConfigError(f"{where}.groups", f"no finetuned dataset belongs to {unknown}; families in the zoo: {sorted(families)}")
+        elif spec.get("groups"):
+            raise ConfigError(f"{where}.groups", f"only a family grouping takes groups (this one is by {spec['by']})")
+        if (spec["by"] == "size") != (spec.get("models", "zoo") == "size"):
+            raise ConfigError(f"{where}.models", "a size grouping clusters the size experiment's models (models: size), and only it")
+    table1 = geometry.get("table1")
+    if table1:
+        for key in ("with_domain", "without_domain"):
+            ref = table1.get(key)
+            if ref is None:
+                raise ConfigError(f"geometry.table1.{key}", "name a family grouping")
+            if geometry["groupings"].get(ref, {}).get("by") != "family":
+                raise ConfigError(f"geometry.table1.{key}", f"{ref!r} is not a family grouping of geometry.groupings")

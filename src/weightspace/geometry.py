@@ -67,3 +67,25 @@ def euclidean(gram: np.ndarray) -> np.ndarray:
     out = np.sqrt(np.clip(sq, 0.0, None))
     np.fill_diagonal(out, 0.0)
     return out
+
+
+def affinity_from_cosine(cos: np.ndarray) -> np.ndarray:
+    """The spectral-clustering affinity (methods.md §3): the cosine itself, or 0.5 * (S + 1)
+    when any cosine is negative (an affinity must be non-negative)."""
+    return 0.5 * (cos + 1.0) if (cos < 0).any() else cos.copy()
+
+
+def matrix_table(ids: Sequence[str], matrix: np.ndarray):
+    """A square matrix as an Arrow table: column model_id, then one column per model id."""
+    import pyarrow as pa
+
+    return pa.table({"model_id": list(ids), **{mid: matrix[:, j] for j, mid in enumerate(ids)}})
+
+
+def read_matrix(path: str | Path) -> tuple[list[str], np.ndarray]:
+    """(model ids, matrix) from a file written with matrix_table."""
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(path)
+    ids = t.column("model_id").to_pylist()
+    return ids, np.column_stack([t.column(mid).to_numpy() for mid in ids])

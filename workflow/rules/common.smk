@@ -32,6 +32,8 @@ wildcard_constraints:
     dataset="[a-z0-9][a-z0-9_]*",
     seed="[0-9]+",
     package="[a-z0-9][a-z0-9.-]*",
+    grouping="[a-z0-9][a-z0-9_]*",
+    part="[0-9]+",
 
 
 MEMBERS = zoo_members(config)
@@ -86,3 +88,26 @@ def summary_inputs(wildcards):
         "zoo": rules.zoo.output.table,
         "info": [f"results/data/{d}/info.json" for d in config["zoo"]["datasets"]],
     }
+
+
+def table1_input(key):
+    """Group scores of the grouping geometry.table1 names under `key` (none if no Table 1)."""
+    table1 = config["geometry"]["table1"] or {}
+    if not table1.get(key):
+        return []
+    return [f"results/geometry/clusters/{table1[key]}/group_scores.csv"]
+
+
+def geometry_targets():
+    targets = [rules.summary.output.md] + [
+        f"results/figures/fig2_tsne_{g}.png" for g in config["geometry"]["groupings"]
+    ]
+    if config["geometry"]["table1"]:
+        targets.append(rules.table1.output.csv)
+    return targets
+
+
+def gram_part_mem_mb():
+    """Memory of a Gram map job: models x chunk_size x (4 + 8) bytes, with headroom."""
+    block_mb = len(MEMBERS) * config["flatten"]["chunk_size"] * 12 / 1e6
+    return int(1000 + 2 * block_mb)

@@ -1,0 +1,82 @@
+"""Clustering scores on hand-built inputs with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from weightspace.clustering import (
+    cluster_grouping,
+    group_scores,
+    grouping_labels,
+    hungarian_accuracy,
+    majority_accuracy,
+    majority_mapping,
+    within_between,
+)
+from weightspace.geometry import affinity_from_cosine
+
+
+def test_majority_rule_can_give_two_clusters_one_label_hungarian_cannot():
+    truth = ["a", "a", "a", "a", "b", "b"]
+    clusters = [0, 0, 1, 1, 1, 2]  # cluster 1: a, a, b -> a ; cluster 2: b
+    assert majority_mapping(truth, clusters) == {0: "a", 1: "a", 2: "b"}
+    assert majority_accuracy(truth, clusters) == pytest.approx(5 / 6)
+    # one-to-one, two groups for three clusters: at best 2 (a) + 1 (b) models matched
+    assert hungarian_accuracy(truth, clusters) == pytest.approx(3 / 6)
+
+
+def test_perfect_and_permuted_clusterings_score_one():
+    truth = ["x", "x", "y", "y", "z", "z"]
+    assert majority_accuracy(truth, [2, 2, 0, 0, 1, 1]) == 1.0
+    assert hungarian_accuracy(truth, [2, 2, 0, 0, 1, 1]) == 1.0
+
+
+def test_group_scores_known_values():
+    truth = ["a", "a", "a", "b", "b"]
+    clusters = [0, 0, 1, 1, 1]  # 0 -> a, 1 -> b: one a predicted as b
+    s = group_scores(truth, clusters).set_index("group")
+    assert s.loc["a", "precision"] == 1.0 and s.loc["a", "recall"] == pytest.approx(2 / 3)
+    assert s.loc["a", "f1"] == pytest.approx(0.8)
+    assert s.loc["b", "precision"] == pytest.approx(2 / 3) and s.loc["b", "recall"] == 1.0
+
+
+def test_within_between_and_affinity():
+    sim = np.array([[1.0, 0.5, -0.2], [0.5, 1.0, 0.0], [-0.2, 0.0, 1.0]])
+    assert within_between(sim, ["a", "a", "b"]) == (0.5, pytest.approx(-0.1))
+    np.testing.assert_allclose(affinity_from_cosine(sim), 0.5 * (sim + 1))
+    pos = np.abs(sim)
+    np.testing.assert_allclose(affinity_from_cosine(pos), pos)
+
+
+def test_clear_block_structure_is_recovered():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 50))
+    vecs = np.concatenate([c + 0.1 * rng.normal(size=(4, 50)) for c in centres])
+    n = np.linalg.norm(vecs, axis=1)
+    cos = vecs @ vecs.T / np.outer(n, n)
+    labels = pd.Series([g for g in "abc" for _ in range(4)], index=[f"m{i}" for i in range(12)])
+    metrics, assignments, scores = cluster_grouping(cos, labels)
+    assert metrics["accuracy_majority"] == 1.0 and metrics["accuracy_hungarian"] == 1.0
+    assert metrics["cosine_within"] > metrics["cosine_between"]
+    assert (scores["f1"] == 1.0).all()
+    assert assignments.shape == (12, 6) and np.isfinite(assignments[["tsne_x", "tsne_y"]].to_numpy()).all()
+
+
+def test_grouping_labels_family_priority_and_size_variants():
+    zoo = pd.DataFrame(
+        {
+            "model_id": ["t-s0", "s-s0", "p-s0", "s_n200-s0"],
+            "dataset": ["t", "s", "p", "s_n200"],
+            "families": [["sentiment", "twitter"], ["sentiment"], ["other"], ["sentiment"]],
+            "size_of": [None, None, None, "s"],
+            "train_examples": [10, 10, 10, 200],
+        }
+    )
+    fam = grouping_labels(zoo, {"by": "family", "groups": ["sentiment"]})
+    assert fam.tolist() == ["sentiment", "sentiment", None, None]
+    dom = grouping_labels(zoo, {"by": "family", "groups": ["twitter", "sentiment"]})
+    assert dom.tolist() == ["twitter", "sentiment", None, None]
+    assert grouping_labels(zoo, {"by": "dataset", "models": "size"}).tolist() == [None, None, None, "s"]
+    assert grouping_labels(zoo, {"by": "size", "models": "size"}).tolist() == [None, None, None, "200"]

@@ -1,0 +1,26 @@
+"""Fig. 2 for one grouping: t-SNE of the task vectors, true group and assigned cluster."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from weightspace.clustering import plot_tsne
+from weightspace.io import read_json
+from weightspace.logs import to_log_file
+from weightspace.provenance import write_provenance
+from weightspace.zoo import read_zoo
+
+to_log_file(snakemake.log[0])
+settings = snakemake.params.figures
+assignments = pd.read_parquet(snakemake.input.assignments)
+m = read_json(snakemake.input.metrics)
+title = f"by {snakemake.wildcards.grouping}: accuracy {m['accuracy_majority']:.2f} (majority), {m['accuracy_hungarian']:.2f} (one-to-one)"
+fig = plot_tsne(assignments, title, settings["style"], settings["palette"])
+fig.savefig(snakemake.output.png, dpi=settings["dpi"], metadata={"Software": None})
+fig.savefig(snakemake.output.svg, metadata={"Date": None, "Creator": None})
+zoo = read_zoo(snakemake.input.zoo).to_pandas()
+used = zoo[zoo["model_id"].isin(assignments["model_id"])]
+write_provenance(
+    snakemake.output.png, snakemake.rule, [snakemake.input.assignments, snakemake.input.metrics, snakemake.input.zoo],
+    dict(snakemake.params), Path(snakemake.scriptdir), used.to_dict("records"), snakemake.output.provenance, snakemake.config,
+)

@@ -1,0 +1,47 @@
+"""results/summary.md (and summary.json): our numbers beside the paper's (methods.md §9)."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from weightspace.comparison import markdown, pct, row
+from weightspace.io import read_json, write_json
+from weightspace.logs import to_log_file
+from weightspace.provenance import write_provenance
+from weightspace.zoo import read_zoo
+
+to_log_file(snakemake.log[0])
+zoo = read_zoo(snakemake.input.zoo).to_pandas()
+rows = []
+for path, scores_path in zip(snakemake.input.metrics, snakemake.input.scores):
+    m = read_json(path)
+    spec = snakemake.params.groupings[m["grouping"]]
+    if spec["by"] == "dataset":
+        claim = "clustering accuracy, by dataset"
+    elif spec["by"] == "family":
+        claim = f"clustering accuracy, by family ({', '.join(spec['groups'])})"
+    else:
+        claim = "clustering accuracy, by training-set size"
+    paper = {"dataset": "98%", "family": "90% (NLI/Sentiment/Topic)", "size": "clusters follow the dataset, not the size"}[spec["by"]]
+    ours = f"{pct(m['accuracy_majority'])} majority rule, {pct(m['accuracy_hungarian'])} one-to-one"
+    note = f"{m['models']} models, {m['groups']} groups; cosine within {m['cosine_within']:.3f} vs between {m['cosine_between']:.3f}"
+    rows.append(row(claim, ours, note, paper))
+    f1 = pd.read_csv(scores_path)
+    rows.append(row(f"per-group F1, grouping {m['grouping']}", ", ".join(f"{g} {100 * v:.0f}" for g, v in zip(f1["group"], f1["f1"])), "majority-rule labels", "Table 1 (see below)"))
+for claim in ("Table 1 F1 with the Twitter domain group", "Table 1 F1 without it"):
+    rows.append(row(claim, "see per-group F1 rows", "our families differ from the paper's"))
+for claim in ("PB(In' > Ex), dataset / task / general", "PB(In' > In), dataset / task / general", "centroid >= pretrained (BitFit)", "centroid gain, full / few-shot"):
+    rows.append(row(claim, "not computed yet", "a later stage adds it"))
+datasets = sorted(set(zoo["dataset"]))
+preamble = (
+    f"{len(zoo)} finetuned models of {len(datasets)} datasets ({', '.join(datasets)}). "
+    "Paper numbers: Gueta et al. (2023), methods.md §9. At CPU scale some effects may be weak or absent; "
+    "the numbers below are as measured."
+)
+Path(snakemake.output.md).write_text(markdown(rows, "Ours vs the paper", preamble))
+write_json(snakemake.output.json, {"models": len(zoo), "datasets": datasets, "rows": rows})
+write_provenance(
+    snakemake.output.md, snakemake.rule, [*snakemake.input.metrics, *snakemake.input.scores, snakemake.input.zoo],
+    dict(snakemake.params), Path(snakemake.scriptdir), zoo.to_dict("records"), snakemake.output.provenance, snakemake.config,
+)

@@ -105,9 +105,15 @@ def tiny_config(model: Path, files: dict[str, Path]) -> dict:
             "checkpoint_every": 4,
         },
         "flatten": {"chunk_size": 1024, "shard_size": 4096},
+        "size_experiment": {"datasets": ["alpha", "beta"], "sizes": [12, 24], "seeds": [0]},
         "geometry": {
             "gram_parts": 3,
-            "groupings": {"dataset": {"by": "dataset"}, "family": {"by": "family", "groups": ["things", "weather"]}},
+            "groupings": {
+                "dataset": {"by": "dataset"},
+                "family": {"by": "family", "groups": ["things", "weather"]},
+                "size_dataset": {"by": "dataset", "models": "size"},
+                "size": {"by": "size", "models": "size"},
+            },
         },
     }
 

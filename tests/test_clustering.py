@@ -57,9 +57,14 @@ def test_clear_block_structure_is_recovered():
     n = np.linalg.norm(vecs, axis=1)
     cos = vecs @ vecs.T / np.outer(n, n)
     labels = pd.Series([g for g in "abc" for _ in range(4)], index=[f"m{i}" for i in range(12)])
-    metrics, assignments, scores = cluster_grouping(cos, labels)
+    metrics, assignments, scores = cluster_grouping(cos, labels, datasets=[f"d{i // 2}" for i in range(12)])
     assert metrics["accuracy_majority"] == 1.0 and metrics["accuracy_hungarian"] == 1.0
     assert metrics["cosine_within"] > metrics["cosine_between"]
+    # pairs of the same group from different (made-up) datasets: (0,2),(0,3),(1,2),(1,3) per group
+    t = np.array(labels)
+    d = np.array([f"d{i // 2}" for i in range(12)])
+    pairs = (t[:, None] == t[None, :]) & (d[:, None] != d[None, :])
+    assert metrics["cosine_within_other_dataset"] == pytest.approx(cos[pairs].mean())
     assert (scores["f1"] == 1.0).all()
     assert assignments.shape == (12, 6) and np.isfinite(assignments[["tsne_x", "tsne_y"]].to_numpy()).all()
 
@@ -71,7 +76,7 @@ def test_grouping_labels_family_priority_and_size_variants():
             "dataset": ["t", "s", "p", "s_n200"],
             "families": [["sentiment", "twitter"], ["sentiment"], ["other"], ["sentiment"]],
             "size_of": [None, None, None, "s"],
-            "train_examples": [10, 10, 10, 200],
+            "train_size": [None, None, None, 200],
         }
     )
     fam = grouping_labels(zoo, {"by": "family", "groups": ["sentiment"]})

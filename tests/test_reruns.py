@@ -14,12 +14,12 @@ from conftest import check_run, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
-FIGURES = {("plot_finetune_accuracy", ""), ("plot_tsne", "grouping=dataset"), ("plot_tsne", "grouping=family")}
+GROUPINGS = ("dataset", "family", "size_dataset", "size")
+FIGURES = {("plot_finetune_accuracy", "")} | {("plot_tsne", f"grouping={g}") for g in GROUPINGS}
 AGGREGATES = {
     ("zoo", ""), ("finetune_summary", ""), ("gram", ""), ("summary", ""), ("all", ""),
     ("gram_part", "part=0"), ("gram_part", "part=1"), ("gram_part", "part=2"),
-    ("cluster", "grouping=dataset"), ("cluster", "grouping=family"),
-} | FIGURES
+} | {("cluster", f"grouping={g}") for g in GROUPINGS} | FIGURES
 
 
 @pytest.fixture
@@ -67,7 +67,9 @@ def test_a_plot_only_setting_reruns_only_that_figure(run_copy):
 def test_one_datasets_hyperparameter_reruns_its_models_and_downstream(run_copy):
     work, config = run_copy
     config["datasets"]["beta"]["finetune"] = {"lr": 2e-3}
-    expected = {(rule, f"dataset=beta, seed={s}") for rule in ("finetune", "flatten") for s in (0, 1)}
+    # beta's models, including its size-experiment variants (same dataset, less data)
+    beta = [("beta", 0), ("beta", 1), ("beta_n12", 0), ("beta_n24", 0)]
+    expected = {(rule, f"dataset={d}, seed={s}") for rule in ("finetune", "flatten") for d, s in beta}
     assert planned(work, config) == expected | AGGREGATES
 
     # And for real: alpha's models stay untouched, beta's are retrained with the new lr.
@@ -75,6 +77,6 @@ def test_one_datasets_hyperparameter_reruns_its_models_and_downstream(run_copy):
     check_run(snakemake(work, write_config(work, config)), "rerun")
     after = {p: p.stat().st_mtime_ns for p in work.glob("results/models/*/seed*/model.safetensors")}
     changed = sorted(p.parts[-3] + "/" + p.parts[-2] for p in before if before[p] != after[p])
-    assert changed == ["beta/seed0", "beta/seed1"]
+    assert changed == ["beta/seed0", "beta/seed1", "beta_n12/seed0", "beta_n24/seed0"]
     assert '"lr": 0.002' in (work / "results/models/beta/seed0/metrics.json").read_text()
     assert planned(work, config) == set()

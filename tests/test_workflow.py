@@ -21,17 +21,22 @@ from conftest import REPO, check_run as _check, snakemake, write_config
 pytestmark = pytest.mark.slow
 
 MODELS = [("alpha", 0), ("alpha", 1), ("beta", 0), ("beta", 1)]
+SIZE_MODELS = [("alpha_n12", 0), ("alpha_n24", 0), ("beta_n12", 0), ("beta_n24", 0)]
+ALL = MODELS + SIZE_MODELS
 
 
 
 
 def test_zoo_has_one_row_per_model_with_metrics(full_run):
     zoo = pq.read_table(full_run / "results/zoo.parquet").to_pylist()
-    assert [(r["dataset"], r["seed"]) for r in zoo] == MODELS
+    assert [(r["dataset"], r["seed"]) for r in zoo] == ALL
     pretrained = json.loads((full_run / "results/pretrained/weights/manifest.json").read_text())
     for row in zoo:
         assert row["model_id"] == f"{row['dataset']}-s{row['seed']}"
-        assert row["families"] == (["weather"] if row["dataset"] == "alpha" else ["things", "weather"])
+        parent = row["size_of"] or row["dataset"]
+        assert row["families"] == (["weather"] if parent == "alpha" else ["things", "weather"])
+        if row["size_of"]:
+            assert row["train_examples"] == row["train_size"] == int(row["dataset"].rsplit("_n", 1)[1])
         assert row["steps"] == 12
         assert 0.0 <= row["test_accuracy"] <= 1.0 and np.isfinite(row["test_loss"]) and np.isfinite(row["dev_loss"])
         assert row["examples_per_s"] > 0
@@ -185,7 +190,7 @@ def test_every_table_and_figure_has_verifiable_provenance(full_run):
         assert isinstance(record["git_dirty"], bool)
         assert {"snakemake", "torch", "transformers", "pyarrow"} <= {k for k, v in record["versions"].items() if v}
         assert len(record["config_sha256"]) == 64 and len(record["full_config_sha256"]) == 64
-        assert [m["model_id"] for m in record["zoo_models"]] == [f"{d}-s{s}" for d, s in MODELS]
+        assert [m["model_id"] for m in record["zoo_models"]] == [f"{d}-s{s}" for d, s in ALL]
         assert all(m["finetune"]["lr"] == 1e-3 and len(m["checkpoint_sha256"]) == 64 for m in record["zoo_models"])
         # Checked independently of the recorded values: re-hash what the record names.
         import hashlib
@@ -228,13 +233,13 @@ def test_gram_matrix_equals_an_independent_in_memory_computation(full_run):
     from weightspace.geometry import read_matrix
 
     ids, gram = read_matrix(full_run / "results/geometry/gram.parquet")
-    assert ids == [f"{d}-s{s}" for d, s in MODELS]
+    assert ids == [f"{d}-s{s}" for d, s in ALL]
 
     def vector(folder: Path) -> np.ndarray:
         return np.concatenate([pq.read_table(s).column("weight").to_numpy() for s in sorted(folder.glob("shard-*.parquet"))]).astype(np.float64)
 
     pre = vector(full_run / "results/pretrained/weights")
-    tau = np.stack([vector(full_run / f"results/weights/{d}/seed{s}") - pre for d, s in MODELS])
+    tau = np.stack([vector(full_run / f"results/weights/{d}/seed{s}") - pre for d, s in ALL])
     np.testing.assert_allclose(gram, tau @ tau.T, rtol=1e-6)
     _, cos = read_matrix(full_run / "results/geometry/cosine.parquet")
     n = np.linalg.norm(tau, axis=1)
@@ -244,17 +249,19 @@ def test_gram_matrix_equals_an_independent_in_memory_computation(full_run):
 
 
 def test_clustering_figures_and_summary(full_run):
-    for grouping in ("dataset", "family"):
+    for grouping, models in (("dataset", MODELS), ("family", MODELS), ("size_dataset", SIZE_MODELS), ("size", SIZE_MODELS)):
         metrics = json.loads((full_run / f"results/geometry/clusters/{grouping}/metrics.json").read_text())
         assert metrics["models"] == 4 and metrics["groups"] == 2
         assert 0.5 <= metrics["accuracy_majority"] <= 1.0 and 0.5 <= metrics["accuracy_hungarian"] <= 1.0
         assignments = pq.read_table(full_run / f"results/geometry/clusters/{grouping}/assignments.parquet").to_pandas()
-        assert sorted(assignments["model_id"]) == sorted(f"{d}-s{s}" for d, s in MODELS)
-        assert (full_run / f"results/figures/fig2_tsne_{grouping}.png").stat().st_size > 10_000
-        assert (full_run / f"results/figures/fig2_tsne_{grouping}.svg").is_file()
-        assert json.loads((full_run / f"results/figures/fig2_tsne_{grouping}.png.provenance.json").read_text())["rule"] == "plot_tsne"
+        assert sorted(assignments["model_id"]) == sorted(f"{d}-s{s}" for d, s in models)
+        expected = {"size": ["12", "24"], "size_dataset": ["alpha", "beta"], "dataset": ["alpha", "beta"], "family": ["things", "weather"]}
+        assert sorted(assignments["group"].unique()) == expected[grouping]
+        assert (full_run / f"results/figures/tsne_{grouping}.png").stat().st_size > 10_000
+        assert (full_run / f"results/figures/tsne_{grouping}.svg").is_file()
+        assert json.loads((full_run / f"results/figures/tsne_{grouping}.png.provenance.json").read_text())["rule"] == "plot_tsne"
     summary = (full_run / "results/summary.md").read_text()
     dataset = json.loads((full_run / "results/geometry/clusters/dataset/metrics.json").read_text())
     assert f"| clustering accuracy, by dataset | 98% | {100 * dataset['accuracy_majority']:.0f}% majority rule" in summary
     rows = json.loads((full_run / "results/summary.json").read_text())["rows"]
-    assert {r["claim"] for r in rows} >= {"clustering accuracy, by dataset", "clustering accuracy, by family (things, weather)"}
+    assert {r["claim"] for r in rows} >= {"clustering accuracy, by dataset", "clustering accuracy, by family (things, weather)", "clustering accuracy, by training-set size"}

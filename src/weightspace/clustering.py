@@ -97,7 +97,7 @@ def grouping_labels(zoo: pd.DataFrame, spec: Mapping[str, Any]) -> pd.Series:
     by: dataset -> the dataset (a size variant counts as its parent dataset);
     by: family  -> the first of spec['groups'] that the dataset belongs to (list a domain group,
                    e.g. twitter, first to let it win over the task family);
-    by: size    -> the training-set size of a size-experiment model.
+    by: size    -> the training-set size (cap) of a size-experiment model.
     `models`: 'zoo' (default, the main models) or 'size' (the size experiment's models).
     """
     in_size = zoo["size_of"].notna() if "size_of" in zoo else pd.Series(False, index=zoo.index)
@@ -108,17 +108,20 @@ def grouping_labels(zoo: pd.DataFrame, spec: Mapping[str, Any]) -> pd.Series:
         if not kept:
             labels.append(None)
         elif by == "dataset":
-            labels.append(getattr(row, "size_of", None) or row.dataset)
+            parent = getattr(row, "size_of", None)
+            labels.append(parent if isinstance(parent, str) else row.dataset)
         elif by == "size":
-            labels.append(str(row.train_examples))
+            labels.append(str(int(row.train_size)))
         else:
             labels.append(next((g for g in spec["groups"] if g in row.families), None))
     return pd.Series(labels, index=zoo["model_id"], dtype=object)
 
 
-def cluster_grouping(cos: np.ndarray, labels: pd.Series, random_state: int = 0) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+def cluster_grouping(cos: np.ndarray, labels: pd.Series, random_state: int = 0, datasets: Sequence[str] | None = None) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
     """Everything for one grouping: (metrics, per-model assignments with t-SNE coordinates,
-    per-group scores). `cos` is the cosine matrix of all zoo models, in `labels`' order."""
+    per-group scores). `cos` is the cosine matrix of all zoo models, in `labels`' order.
+    With `datasets` (each model's dataset), also the mean cosine between models of the same
+    group but different datasets: the family-level signal without the dataset-level one."""
     keep = labels.notna().to_numpy()
     truth = labels[keep].astype(str).tolist()
     sub = cos[np.ix_(keep, keep)]
@@ -138,6 +141,10 @@ def cluster_grouping(cos: np.ndarray, labels: pd.Series, random_state: int = 0) 
         "cosine_between": between,
         "affinity": "0.5*(cos+1)" if (sub < 0).any() else "cos",
     }
+    if datasets is not None:
+        t, d = np.asarray(truth), np.asarray(datasets)[keep]
+        pairs = (t[:, None] == t[None, :]) & (d[:, None] != d[None, :])
+        metrics["cosine_within_other_dataset"] = float(sub[pairs].mean()) if pairs.any() else None
     mapping = majority_mapping(truth, clusters)
     assignments = pd.DataFrame(
         {

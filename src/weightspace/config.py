@@ -150,6 +150,7 @@ def _check_references(config: dict) -> None:
                 raise ConfigError(f"{where}.label_map", f"maps to labels not declared in `labels`: {', '.join(unknown)}")
 
     selected = config["zoo"].setdefault("datasets", sorted(registry))
+    _expand_size_experiment(config)
     for i, name in enumerate(selected):
         if name not in registry:
             raise ConfigError(f"zoo.datasets.{i}", f"{name!r} is not in the dataset registry (`datasets:`); known: {', '.join(sorted(registry))}")
@@ -161,7 +162,7 @@ def _check_references(config: dict) -> None:
         raise ConfigError("flatten.shard_size", f"must be a multiple of flatten.chunk_size ({flatten['chunk_size']})")
 
 
-NOT_DATA_KEYS = ("description", "families", "derived_from", "seeds", "finetune")
+NOT_DATA_KEYS = ("description", "families", "derived_from", "seeds", "finetune", "train_size")
 
 
 def data_entry(config: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -194,6 +195,30 @@ def model_id(dataset: str, seed: int) -> str:
     return f"{dataset}-s{seed}"
 
 
+def size_variant(dataset: str, size: int) -> str:
+    return f"{dataset}_n{size}"
+
+
+def _expand_size_experiment(config: dict) -> None:
+    """Add a registry entry per (dataset, size) of the size experiment and put it in the zoo."""
+    block = config.get("size_experiment")
+    if not block:
+        return
+    registry = config["datasets"]
+    for i, name in enumerate(block["datasets"]):
+        if name not in registry:
+            raise ConfigError(f"size_experiment.datasets.{i}", f"{name!r} is not in the dataset registry")
+    for name in block["datasets"]:
+        for size in block["sizes"]:
+            variant = size_variant(name, size)
+            if variant in registry:
+                raise ConfigError(f"datasets.{variant}", "this name is taken by the size experiment; rename the dataset")
+            entry = copy.deepcopy(registry[name])
+            entry.update(max_train=size, seeds=list(block.get("seeds", [0])), size_of=name, train_size=size)
+            registry[variant] = entry
+            config["zoo"]["datasets"].append(variant)
+
+
 def _check_geometry(config: dict) -> None:
     geometry = config["geometry"]
     families = {f for d in config["zoo"]["datasets"] for f in config["datasets"][d]["families"]}
@@ -207,8 +232,10 @@ def _check_geometry(config: dict) -> None:
                 raise ConfigError(f"{where}.groups", f"no finetuned dataset belongs to {unknown}; families in the zoo: {sorted(families)}")
         elif spec.get("groups"):
             raise ConfigError(f"{where}.groups", f"only a family grouping takes groups (this one is by {spec['by']})")
-        if (spec["by"] == "size") != (spec.get("models", "zoo") == "size"):
-            raise ConfigError(f"{where}.models", "a size grouping clusters the size experiment's models (models: size), and only it")
+        if spec["by"] == "size" and spec.get("models", "zoo") != "size":
+            raise ConfigError(f"{where}.models", "a size grouping clusters the size experiment's models: set models: size")
+        if spec.get("models") == "size" and not config.get("size_experiment"):
+            raise ConfigError(f"{where}.models", "clusters the size experiment's models, but size_experiment is not configured")
     table1 = geometry.get("table1")
     if table1:
         for key in ("with_domain", "without_domain"):

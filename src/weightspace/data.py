@@ -209,7 +209,10 @@ def _cap(df: pd.DataFrame, cap: int | None, rng: np.random.Generator) -> pd.Data
 
 
 def make_splits(dataset: str, parts: Mapping[str, pd.DataFrame], entry: Mapping[str, Any], settings: Mapping[str, Any]) -> Splits:
-    """Clean the raw parts and cut the train/dev/test splits (module docstring)."""
+    """Clean the raw parts and cut the train/dev/test splits (module docstring).
+
+    A size-experiment variant (`size_of` set) draws its splits with its parent's seed: the same
+    dev and test, and a train subsample of the parent's train split."""
     declared = [str(x) for x in entry["labels"]] if entry.get("labels") else None
     stats: dict[str, Any] = {}
     cleaned = {}
@@ -219,7 +222,7 @@ def make_splits(dataset: str, parts: Mapping[str, pd.DataFrame], entry: Mapping[
         cleaned[part] = examples
         stats[part] = {**s, **d, "kept": len(examples)}
     labels = declared or sorted(set().union(*(set(df[LABEL]) for df in cleaned.values())))
-    rng = np.random.default_rng(derive_seed(dataset, settings["split_seed"], "split"))
+    rng = np.random.default_rng(derive_seed(entry.get("size_of") or dataset, settings["split_seed"], "split"))
 
     if "all" in cleaned:
         pool = cleaned["all"]

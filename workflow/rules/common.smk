@@ -100,7 +100,7 @@ def table1_input(key):
 
 def geometry_targets():
     targets = [rules.summary.output.md] + [
-        f"results/figures/fig2_tsne_{g}.png" for g in config["geometry"]["groupings"]
+        f"results/figures/tsne_{g}.png" for g in config["geometry"]["groupings"]
     ]
     if config["geometry"]["table1"]:
         targets.append(rules.table1.output.csv)

@@ -67,8 +67,8 @@ rule zoo:
         members=MEMBERS,
         datasets={
             d: {
-                "families": config["datasets"][d]["families"],
-                "derived_from": config["datasets"][d].get("derived_from"),
+                k: config["datasets"][d].get(k)
+                for k in ("families", "derived_from", "size_of", "train_size")
             }
             for d in config["zoo"]["datasets"]
         },

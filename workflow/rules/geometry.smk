@@ -76,14 +76,14 @@ rule plot_tsne:
         zoo=rules.zoo.output.table,
     output:
         png=report(
-            "results/figures/fig2_tsne_{grouping}.png",
-            caption="../report/fig2_tsne.rst",
+            "results/figures/tsne_{grouping}.png",
+            caption="../report/tsne.rst",
             category="Geometry",
-            subcategory="Fig. 2: t-SNE of task vectors",
-            labels={"figure": "Fig. 2", "grouping": "{grouping}"},
+            subcategory="t-SNE of task vectors (Fig. 2; Fig. 7/8 for the size experiment)",
+            labels={"grouping": "{grouping}"},
         ),
-        svg="results/figures/fig2_tsne_{grouping}.svg",
-        provenance="results/figures/fig2_tsne_{grouping}.png.provenance.json",
+        svg="results/figures/tsne_{grouping}.svg",
+        provenance="results/figures/tsne_{grouping}.png.provenance.json",
     log:
         "results/logs/plot_tsne/{grouping}.log",
     conda:

@@ -14,7 +14,8 @@ ids, cos = read_matrix(snakemake.input.cosine)
 if ids != zoo["model_id"].tolist():
     raise ValueError("the cosine matrix and the zoo list different models: rerun gram")
 labels = grouping_labels(zoo, snakemake.params.spec)
-metrics, assignments, scores = cluster_grouping(cos, labels, snakemake.params.random_state)
+datasets = zoo["size_of"].fillna(zoo["dataset"]) if "size_of" in zoo else zoo["dataset"]
+metrics, assignments, scores = cluster_grouping(cos, labels, snakemake.params.random_state, datasets.tolist())
 metrics = {"grouping": snakemake.wildcards.grouping, **snakemake.params.spec, **metrics}
 assignments.to_parquet(snakemake.output.assignments, index=False)
 scores.to_csv(snakemake.output.scores, index=False, float_format="%.4f")

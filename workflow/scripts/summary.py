@@ -25,7 +25,9 @@ for path, scores_path in zip(snakemake.input.metrics, snakemake.input.scores):
         claim = "clustering accuracy, by training-set size"
     paper = {"dataset": "98%", "family": "90% (NLI/Sentiment/Topic)", "size": "clusters follow the dataset, not the size"}[spec["by"]]
     ours = f"{pct(m['accuracy_majority'])} majority rule, {pct(m['accuracy_hungarian'])} one-to-one"
-    note = f"{m['models']} models, {m['groups']} groups; cosine within {m['cosine_within']:.3f} vs between {m['cosine_between']:.3f}"
+    note = f"{m['models']} models, {m['groups']} groups; mean cosine within groups {m['cosine_within']:.3f}, between {m['cosine_between']:.3f}"
+    if spec["by"] != "dataset" and m.get("cosine_within_other_dataset") is not None:
+        note += f"; same group, other dataset {m['cosine_within_other_dataset']:.3f}"
     rows.append(row(claim, ours, note, paper))
     f1 = pd.read_csv(scores_path)
     rows.append(row(f"per-group F1, grouping {m['grouping']}", ", ".join(f"{g} {100 * v:.0f}" for g, v in zip(f1["group"], f1["f1"])), "majority-rule labels", "Table 1 (see below)"))

@@ -178,7 +178,7 @@ def plot_tsne(assignments: pd.DataFrame, title: str, style: str = "whitegrid", p
         ax.scatter(assignments.loc[sel, "tsne_x"], assignments.loc[sel, "tsne_y"], s=30, color=colours[g], label=g, edgecolor="white", linewidth=0.5)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9)
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     fig.tight_layout()
     return fig

@@ -14,10 +14,10 @@ to_log_file(snakemake.log[0])
 settings = snakemake.params.figures
 assignments = pd.read_parquet(snakemake.input.assignments)
 m = read_json(snakemake.input.metrics)
-title = f"by {snakemake.wildcards.grouping}: accuracy {m['accuracy_majority']:.2f} (majority), {m['accuracy_hungarian']:.2f} (one-to-one)"
+title = f"by {snakemake.wildcards.grouping}\nclustering accuracy {m['accuracy_majority']:.2f} (majority rule), {m['accuracy_hungarian']:.2f} (one-to-one)"
 fig = plot_tsne(assignments, title, settings["style"], settings["palette"])
-fig.savefig(snakemake.output.png, dpi=settings["dpi"], metadata={"Software": None})
-fig.savefig(snakemake.output.svg, metadata={"Date": None, "Creator": None})
+fig.savefig(snakemake.output.png, dpi=settings["dpi"], bbox_inches="tight", metadata={"Software": None})
+fig.savefig(snakemake.output.svg, bbox_inches="tight", metadata={"Date": None, "Creator": None})
 zoo = read_zoo(snakemake.input.zoo).to_pandas()
 used = zoo[zoo["model_id"].isin(assignments["model_id"])]
 write_provenance(

@@ -24,7 +24,9 @@ def test_tiny_config_is_valid_and_gets_defaults(tiny_config_dict):
     assert out["finetune"]["weight_decay"] == 0.01  # a schema default
     assert out["finetune"]["lr"] == 1e-3  # the given value wins
     assert out["data"]["min_examples_per_label"] == 2
-    assert zoo_members(out) == [("alpha", 0), ("alpha", 1), ("beta", 0), ("beta", 1)]
+    assert zoo_members(out) == [("alpha", 0), ("alpha", 1), ("beta", 0), ("beta", 1), ("alpha_n12", 0), ("alpha_n24", 0), ("beta_n12", 0), ("beta_n24", 0)]
+    variant = out["datasets"]["beta_n24"]
+    assert variant["max_train"] == 24 and variant["size_of"] == "beta" and variant["text_pair"] == "hypothesis"
 
 
 @pytest.mark.parametrize("path", ["config.yaml", "presets/paper.yaml"])
@@ -78,6 +80,12 @@ BAD = [
     ("base_model.hub", "roberta-base", "base_model", "exactly one of"),
     ("flatten.shard_size", 1500, "flatten.shard_size", "multiple of"),
     ("finetune.precision", "fp8", "finetune.precision", "is not one of"),
+    ("geometry.groupings.family.groups", ["things", "planets"], "geometry.groupings.family.groups", "no finetuned dataset belongs to ['planets']"),
+    ("geometry.groupings.size.models", "zoo", "geometry.groupings.size.models", "set models: size"),
+    ("size_experiment", None, "geometry.groupings.size_dataset.models", "size_experiment is not configured"),
+    ("size_experiment.datasets", ["alpha", "gamma"], "size_experiment.datasets.1", "not in the dataset registry"),
+    ("size_experiment.sizes", [12, 0], "size_experiment.sizes.1", "minimum"),
+    ("geometry.table1", {"with_domain": "dataset", "without_domain": "family"}, "geometry.table1.with_domain", "not a family grouping"),
 ]
 
 

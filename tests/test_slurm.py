@@ -81,6 +81,9 @@ def test_workflow_runs_through_slurm(cluster, tiny_assets, tmp_path, capsys):
     config = copy.deepcopy(tiny_assets["config"])
     config["datasets"][FAILING] = {**copy.deepcopy(config["datasets"]["alpha"]), "seeds": [0], "finetune": {"max_loss": 1e-9}}
     config["zoo"] = {"datasets": ["alpha", FAILING], "seeds": [0, 1]}
+    # A small DAG: SLURM polling makes every extra job cost seconds.
+    config["size_experiment"] = None
+    config["geometry"]["groupings"] = {"dataset": {"by": "dataset"}}
     configfile = write_config(tmp_path, config)
     profile = tmp_path / "profile"
     profile.mkdir()

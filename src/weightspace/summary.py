@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import numpy as np
 import pandas as pd
 
 
@@ -48,6 +49,7 @@ def plot_finetune_accuracy(zoo: pd.DataFrame, majority: Mapping[str, float], sty
     import seaborn as sns
 
     sns.set_theme(style=style, context="paper")
+    np.random.seed(0)  # seaborn's strip jitter draws from NumPy's global generator
     order = list(dict.fromkeys(zoo["dataset"]))
     fig, ax = plt.subplots(figsize=(1.1 * len(order) + 2, 3.4))
     ax.bar(range(len(order)), [majority[d] for d in order], color="0.85", label="majority class", zorder=0)
@@ -59,3 +61,14 @@ def plot_finetune_accuracy(zoo: pd.DataFrame, majority: Mapping[str, float], sty
     ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     return fig
+
+
+def save_figure(fig: Any, png: str, svg: str, dpi: int) -> None:
+    """Write a figure as PNG and SVG with no timestamps or tool versions in the files, so the
+    same data give byte-identical figures."""
+    import matplotlib.pyplot as plt
+
+    with plt.rc_context({"svg.hashsalt": "weightspace"}):
+        fig.savefig(png, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+        fig.savefig(svg, bbox_inches="tight", metadata={"Date": None, "Creator": None})
+    plt.close(fig)

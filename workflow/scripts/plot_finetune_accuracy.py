@@ -4,16 +4,14 @@ from pathlib import Path
 
 from weightspace.logs import to_log_file
 from weightspace.provenance import write_provenance
-from weightspace.summary import plot_finetune_accuracy
+from weightspace.summary import plot_finetune_accuracy, save_figure
 from weightspace.zoo import majority_accuracy, read_zoo
 
 to_log_file(snakemake.log[0])
 settings = snakemake.params.figures
 zoo = read_zoo(snakemake.input.zoo).to_pandas()
 fig = plot_finetune_accuracy(zoo, majority_accuracy(snakemake.input.info), settings["style"], settings["palette"])
-# Fixed metadata: the same data give byte-identical files.
-fig.savefig(snakemake.output.png, dpi=settings["dpi"], metadata={"Software": None})
-fig.savefig(snakemake.output.svg, metadata={"Date": None, "Creator": None})
+save_figure(fig, snakemake.output.png, snakemake.output.svg, settings["dpi"])
 write_provenance(
     snakemake.output.png, snakemake.rule, [snakemake.input.zoo, *snakemake.input.info], dict(snakemake.params),
     Path(snakemake.scriptdir), zoo.to_dict("records"), snakemake.output.provenance, snakemake.config,

@@ -8,6 +8,7 @@ from weightspace.clustering import plot_tsne
 from weightspace.io import read_json
 from weightspace.logs import to_log_file
 from weightspace.provenance import write_provenance
+from weightspace.summary import save_figure
 from weightspace.zoo import read_zoo
 
 to_log_file(snakemake.log[0])
@@ -16,8 +17,7 @@ assignments = pd.read_parquet(snakemake.input.assignments)
 m = read_json(snakemake.input.metrics)
 title = f"by {snakemake.wildcards.grouping}\nclustering accuracy {m['accuracy_majority']:.2f} (majority rule), {m['accuracy_hungarian']:.2f} (one-to-one)"
 fig = plot_tsne(assignments, title, settings["style"], settings["palette"])
-fig.savefig(snakemake.output.png, dpi=settings["dpi"], bbox_inches="tight", metadata={"Software": None})
-fig.savefig(snakemake.output.svg, bbox_inches="tight", metadata={"Date": None, "Creator": None})
+save_figure(fig, snakemake.output.png, snakemake.output.svg, settings["dpi"])
 zoo = read_zoo(snakemake.input.zoo).to_pandas()
 used = zoo[zoo["model_id"].isin(assignments["model_id"])]
 write_provenance(

@@ -1,0 +1,101 @@
+"""A point of weight space is data, not code (methods.md §4-7).
+
+theta = c_pre * theta_pretrained + sum_i c_i * theta_i + direction, over body weights, where
+the theta_i are zoo checkpoints and `direction` is an optional random direction drawn tensor by
+tensor like a Xavier initialisation and rescaled to a given total norm. Interpolation is
+{A: 1 - alpha, B: alpha}; extrapolation the same with alpha outside [0, 1]; a hull point a
+Dirichlet-weighted combination; the centroid equal weights. A point is materialised from the
+memory-mapped safetensors checkpoints only when evaluated, and never written unless asked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+
+
+@dataclass(frozen=True)
+class RandomDirection:
+    """A seeded random direction: each tensor drawn uniformly in +-sqrt(6 / (fan_in + fan_out))
+    (Xavier/Glorot; vectors use their length for both fans), the whole rescaled to `norm`."""
+
+    seed: int
+    norm: float
+    distribution: str = "xavier_uniform"
+
+    def draw(self, shapes: Mapping[str, Sequence[int]]) -> dict[str, torch.Tensor]:
+        if self.distribution != "xavier_uniform":
+            raise ValueError(f"unknown direction distribution {self.distribution!r}")
+        g = torch.Generator().manual_seed(self.seed)
+        out = {}
+        for name, shape in shapes.items():
+            fan_out = shape[0] if len(shape) >= 1 else 1
+            fan_in = int(math.prod(shape[1:])) if len(shape) >= 2 else fan_out
+            bound = math.sqrt(6.0 / (fan_in + fan_out))
+            out[name] = (torch.rand(tuple(shape), generator=g, dtype=torch.float64) * 2 - 1) * bound
+        total = math.sqrt(sum(float((t * t).sum()) for t in out.values()))
+        return {k: v * (self.norm / total) for k, v in out.items()}
+
+
+@dataclass(frozen=True)
+class Point:
+    """coefficients: zoo checkpoint folder -> coefficient; pretrained: the pretrained body's."""
+
+    coefficients: tuple[tuple[str, float], ...] = ()
+    pretrained: float = 0.0
+    direction: RandomDirection | None = None
+    label: str = field(default="", compare=False)
+
+    @classmethod
+    def interpolation(cls, a: str, b: str, alpha: float) -> "Point":
+        """(1 - alpha) * theta_a + alpha * theta_b."""
+        return cls(((str(a), 1.0 - alpha), (str(b), alpha)), label=f"alpha={alpha:g}")
+
+    @classmethod
+    def combination(cls, models: Sequence[str], weights: Sequence[float], label: str = "") -> "Point":
+        return cls(tuple((str(m), float(w)) for m, w in zip(models, weights)), label=label)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "coefficients": [[m, c] for m, c in self.coefficients],
+            "pretrained": self.pretrained,
+            "direction": None if self.direction is None else vars(self.direction),
+            "label": self.label,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Point":
+        d = data.get("direction")
+        return cls(
+            tuple((m, float(c)) for m, c in data["coefficients"]),
+            float(data.get("pretrained", 0.0)),
+            RandomDirection(**d) if d else None,
+            data.get("label", ""),
+        )
+
+    def __str__(self) -> str:
+        return json.dumps(self.to_json(), sort_keys=True)
+
+
+def materialize(point: Point, pretrained: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The point's body tensors (float32), names as in `pretrained` (the pretrained body).
+
+    Checkpoints are read through safetensors' memory map, one tensor at a time, accumulating
+    in float64 so that the result does not depend on the order of the terms.
+    """
+    from safetensors import safe_open
+
+    acc = {name: t.to(torch.float64) * point.pretrained for name, t in pretrained.items()}
+    for folder, coef in point.coefficients:
+        with safe_open(str(Path(folder) / "model.safetensors"), framework="pt") as f:
+            for name in acc:
+                acc[name] += coef * f.get_tensor(prefix + name).to(torch.float64)
+    if point.direction is not None:
+        for name, t in point.direction.draw({k: tuple(v.shape) for k, v in pretrained.items()}).items():
+            acc[name] += t
+    return {name: t.to(torch.float32) for name, t in acc.items()}

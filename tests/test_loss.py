@@ -1,0 +1,74 @@
+"""The generalized-loss probe and points of weight space."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from weightspace.loss import probe
+from weightspace.points import Point, RandomDirection, materialize
+
+
+def _blobs(n: int, k: int, sep: float, seed: int):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % k
+    centres = rng.normal(size=(k, 8)) * sep
+    return centres[y] + rng.normal(size=(n, 8)), y
+
+
+def test_probe_separable_features_reach_near_zero_loss():
+    x, y = _blobs(300, 3, 20.0, 0)
+    out = probe(x[:200], y[:200], x[200:], y[200:], l2=1e-3)
+    assert out["accuracy"] == 1.0 and out["loss"] < 0.01 and out["converged"]
+
+
+def test_probe_shuffled_labels_give_chance_loss():
+    x, y = _blobs(1200, 3, 20.0, 1)
+    y = np.random.default_rng(2).permutation(y)
+    out = probe(x[:600], y[:600], x[600:], y[600:], l2=10.0)
+    assert out["loss"] == pytest.approx(math.log(3), abs=0.05)
+    assert 0.25 < out["accuracy"] < 0.42
+
+
+def test_probe_is_deterministic():
+    x, y = _blobs(200, 2, 1.0, 3)
+    assert probe(x[:100], y[:100], x[100:], y[100:]) == probe(x[:100], y[:100], x[100:], y[100:])
+
+
+def _checkpoint(folder, tensors):
+    folder.mkdir()
+    save_file({"bert." + k: v for k, v in tensors.items()}, str(folder / "model.safetensors"))
+    return str(folder)
+
+
+def test_materialised_combination_equals_the_hand_computed_sum(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    pre = {"a": torch.randn(3, 4, generator=g), "b": torch.randn(5, generator=g)}
+    m1 = {k: v + torch.randn(v.shape, generator=g) for k, v in pre.items()}
+    m2 = {k: v + torch.randn(v.shape, generator=g) for k, v in pre.items()}
+    f1, f2 = _checkpoint(tmp_path / "m1", m1), _checkpoint(tmp_path / "m2", m2)
+    for alpha in (0.0, 0.3, 1.0, -2.5, 8.0):
+        body = materialize(Point.interpolation(f1, f2, alpha), pre, "bert.")
+        for k in pre:
+            expected = ((1 - alpha) * m1[k].double() + alpha * m2[k].double()).float()
+            assert torch.equal(body[k], expected), (alpha, k)
+    point = Point.combination([f1, f2], [0.2, 0.5])
+    point = Point(point.coefficients, pretrained=0.3)
+    body = materialize(point, pre, "bert.")
+    for k in pre:
+        assert torch.equal(body[k], (0.2 * m1[k].double() + 0.5 * m2[k].double() + 0.3 * pre[k].double()).float())
+    assert Point.from_json(point.to_json()) == point
+
+
+def test_random_direction_has_exactly_the_requested_norm_and_is_seeded():
+    shapes = {"w": (64, 32), "b": (64,), "e": (100, 16)}
+    d = RandomDirection(seed=7, norm=3.5).draw(shapes)
+    total = math.sqrt(sum(float((t * t).sum()) for t in d.values()))
+    assert total == pytest.approx(3.5, rel=1e-12)
+    again = RandomDirection(seed=7, norm=3.5).draw(shapes)
+    assert all(torch.equal(d[k], again[k]) for k in d)
+    assert not torch.equal(d["w"], RandomDirection(seed=8, norm=3.5).draw(shapes)["w"])

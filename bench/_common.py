@@ -18,7 +18,8 @@ def make_model(folder: Path, layers: int = 6, hidden: int = 384, vocab_words: in
     folder.mkdir(parents=True, exist_ok=True)
     tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(vocab_words)]
     (folder / "vocab.txt").write_text("\n".join(tokens) + "\n")
-    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    # transformers 5 takes the vocabulary itself (`vocab_file=` would be ignored: all [UNK]).
+    BertTokenizerFast(vocab={t: i for i, t in enumerate(tokens)}).save_pretrained(folder)
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(tokens), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=12, intermediate_size=4 * hidden)
     BertModel(config).save_pretrained(folder, safe_serialization=True)

@@ -26,15 +26,18 @@ WORDS = {
 FILLER = ["the", "a", "is", "was", "very", "quite", "today", "here", "and", "it"]
 
 
-def make_tiny_model(folder: Path, vocab: list[str]) -> Path:
-    """A 2-layer, 32-wide random BERT with a WordPiece tokenizer over `vocab` (save_pretrained layout)."""
+def make_tiny_model(folder: Path, vocab: list[str], initializer_range: float = 0.02) -> Path:
+    """A 2-layer, 32-wide random BERT with a WordPiece tokenizer over `vocab` (save_pretrained
+    layout). At BERT's usual init scale the first token's output of such a small random model
+    hardly depends on the input; a larger `initializer_range` makes it mix the input."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     folder.mkdir(parents=True, exist_ok=True)
     tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(vocab))]
     (folder / "vocab.txt").write_text("\n".join(tokens) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    # transformers 5 takes the vocabulary itself (`vocab_file=` would be ignored: all [UNK]).
+    tokenizer = BertTokenizerFast(vocab={t: i for i, t in enumerate(tokens)}, do_lower_case=True)
     config = BertConfig(
         vocab_size=len(tokens),
         hidden_size=32,
@@ -43,6 +46,7 @@ def make_tiny_model(folder: Path, vocab: list[str]) -> Path:
         intermediate_size=48,
         max_position_embeddings=64,
         type_vocab_size=2,
+        initializer_range=initializer_range,
     )
     torch.manual_seed(1234)
     BertModel(config).save_pretrained(folder, safe_serialization=True)

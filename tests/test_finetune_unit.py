@@ -38,6 +38,7 @@ def test_collate_pads_to_the_longest_in_batch(tiny_assets):
     tok = AutoTokenizer.from_pretrained(tiny_assets["model"])
     df = pd.DataFrame({"text": ["sunny", "rainy grey cold storm"], "text_pair": ["cat", "dog"], "label": [0, 1]})
     enc = encode(tok, df, max_length=6)
+    assert tok.unk_token_id not in enc.input_ids[0]  # the tiny vocabulary is really used
     assert max(len(x) for x in enc.input_ids) == 6  # truncated
     batch = collate(enc, [0, 1], tok.pad_token_id)
     assert batch["input_ids"].shape == (2, 6)

@@ -72,3 +72,25 @@ def test_random_direction_has_exactly_the_requested_norm_and_is_seeded():
     again = RandomDirection(seed=7, norm=3.5).draw(shapes)
     assert all(torch.equal(d[k], again[k]) for k in d)
     assert not torch.equal(d["w"], RandomDirection(seed=8, norm=3.5).draw(shapes)["w"])
+
+
+def test_generalized_loss_of_a_body_is_deterministic_and_learns(tmp_path):
+    import pandas as pd
+
+    from conftest import FILLER, WORDS, make_tiny_model
+    from weightspace.loss import first_token_features, generalized_loss
+    from weightspace.weights import pretrained_body
+
+    model = make_tiny_model(tmp_path / "model", [w for g in WORDS.values() for x in g for w in x] + FILLER, initializer_range=0.5)
+    body = pretrained_body(model)
+    rng = np.random.default_rng(0)
+    words = [["sunny", "bright", "warm"], ["rainy", "grey", "cold"]]
+    df = pd.DataFrame({"text": [" ".join(rng.choice(words[i % 2], 3)) for i in range(80)], "label": [i % 2 for i in range(80)]})
+    train, test = df.iloc[:60].reset_index(drop=True), df.iloc[60:].reset_index(drop=True)
+    a = generalized_loss(body, str(model), train, test, max_length=8)
+    b = generalized_loss(body, str(model), train, test, max_length=8)
+    assert a == b
+    # A random body that mixes its input already separates two disjoint vocabularies linearly.
+    assert a["accuracy"] == 1.0 and a["loss"] < math.log(2) / 2
+    # Features: one row per example, the first token's hidden state.
+    assert first_token_features(body, str(model), test, 8).shape == (len(test), 32)

@@ -34,6 +34,7 @@ include: "workflow/rules/finetune.smk"
 include: "workflow/rules/flatten.smk"
 include: "workflow/rules/summary.smk"
 include: "workflow/rules/geometry.smk"
+include: "workflow/rules/paths.smk"
 
 
 rule all:

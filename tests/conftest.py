@@ -110,6 +110,14 @@ def tiny_config(model: Path, files: dict[str, Path]) -> dict:
         },
         "flatten": {"chunk_size": 1024, "shard_size": 4096},
         "size_experiment": {"datasets": ["alpha", "beta"], "sizes": [12, 24], "seeds": [0]},
+        "loss": {"max_train": 24, "max_test": 12, "max_length": 16},
+        "paths": {
+            "same_dataset": {"dataset": "alpha"},
+            "same_family": {"datasets": ["alpha", "beta"], "max_pairs": 1},
+            "alphas": [0.0, 0.5, 1.0],
+            "extrapolation_steps": 3,
+            "extrapolation_max": 4,
+        },
         "geometry": {
             "gram_parts": 3,
             "groupings": {

@@ -15,9 +15,9 @@ from conftest import check_run, snakemake, write_config
 pytestmark = pytest.mark.slow
 
 GROUPINGS = ("dataset", "family", "size_dataset", "size")
-FIGURES = {("plot_finetune_accuracy", "")} | {("plot_tsne", f"grouping={g}") for g in GROUPINGS}
+FIGURES = {("plot_finetune_accuracy", ""), ("plot_paths", "")} | {("plot_tsne", f"grouping={g}") for g in GROUPINGS}
 AGGREGATES = {
-    ("zoo", ""), ("finetune_summary", ""), ("gram", ""), ("summary", ""), ("all", ""),
+    ("zoo", ""), ("finetune_summary", ""), ("gram", ""), ("summary", ""), ("all", ""), ("path_stats", ""),
     ("gram_part", "part=0"), ("gram_part", "part=1"), ("gram_part", "part=2"),
 } | {("cluster", f"grouping={g}") for g in GROUPINGS} | FIGURES
 
@@ -55,6 +55,8 @@ def test_adding_a_seed_runs_only_its_models_and_the_aggregates(run_copy):
     work, config = run_copy
     config["zoo"]["seeds"] = [0, 1, 2]
     expected = {(rule, f"dataset={d}, seed=2") for rule in ("finetune", "flatten") for d in ("alpha", "beta")}
+    # alpha's seed pairs grow from (0, 1) to (0, 1), (0, 2), (1, 2): two new path jobs
+    expected |= {("path", "pairset=same_dataset, pair=1"), ("path", "pairset=same_dataset, pair=2")}
     assert planned(work, config) == expected | AGGREGATES
 
 
@@ -70,6 +72,7 @@ def test_one_datasets_hyperparameter_reruns_its_models_and_downstream(run_copy):
     # beta's models, including its size-experiment variants (same dataset, less data)
     beta = [("beta", 0), ("beta", 1), ("beta_n12", 0), ("beta_n24", 0)]
     expected = {(rule, f"dataset={d}, seed={s}") for rule in ("finetune", "flatten") for d, s in beta}
+    expected |= {("path", "pairset=same_family, pair=0")}  # alpha-s0 x beta-s0; the alpha pair stays
     assert planned(work, config) == expected | AGGREGATES
 
     # And for real: alpha's models stay untouched, beta's are retrained with the new lr.

@@ -265,3 +265,39 @@ def test_clustering_figures_and_summary(full_run):
     assert f"| clustering accuracy, by dataset | 98% | {100 * dataset['accuracy_majority']:.0f}% majority rule" in summary
     rows = json.loads((full_run / "results/summary.json").read_text())["rows"]
     assert {r["claim"] for r in rows} >= {"clustering accuracy, by dataset", "clustering accuracy, by family (things, weather)", "clustering accuracy, by training-set size"}
+
+
+
+def test_paths_tables_figures_and_an_independently_rescored_point(full_run, tiny_assets):
+    import math
+
+    import pandas as pd
+
+    from weightspace.loss import generalized_loss
+    from weightspace.paths import subsample
+    from weightspace.weights import pretrained_body
+
+    same = pd.read_parquet(full_run / "results/paths/same_dataset/pair0.parquet")
+    alphas = [-3.0, -1.0, 0.0, 0.5, 1.0, 2.0, 4.0]
+    assert sorted(same["alpha"].unique()) == pytest.approx(alphas)
+    assert set(same["target"]) == {"alpha"} and set(same["model_a"]) == {"alpha-s0"} and set(same["model_b"]) == {"alpha-s1"}
+    family = pd.read_parquet(full_run / "results/paths/same_family/pair0.parquet")
+    assert len(family) == len(alphas) * 2 and set(family["target"]) == {"alpha", "beta"}
+    assert (family["loss"] > 0).all() and family["loss"].map(math.isfinite).all()
+    for name in ("fig3_interpolation", "fig5_extrapolation", "paths_per_dataset"):
+        assert (full_run / f"results/figures/{name}.png").stat().st_size > 10_000
+        assert (full_run / f"results/figures/{name}.png.provenance.json").is_file()
+    stats = json.loads((full_run / "results/paths/path_stats.json").read_text())
+    assert stats["same_dataset"]["pairs"] == 1 and stats["same_family"]["pairs"] == 1
+    assert "lowest loss strictly inside (0, 1)" in (full_run / "results/summary.md").read_text()
+
+    # Re-score alpha = 0.5 by hand from the two checkpoints, without the Point machinery.
+    a = load_file(str(full_run / "results/models/alpha/seed0/model.safetensors"))
+    b = load_file(str(full_run / "results/models/alpha/seed1/model.safetensors"))
+    names = pretrained_body(tiny_assets["model"]).keys()
+    body = {n: (0.5 * a["bert." + n].double() + 0.5 * b["bert." + n].double()).float() for n in names}
+    train = subsample(pd.read_parquet(full_run / "results/data/alpha/train.parquet"), 24, "alpha/train")
+    test = subsample(pd.read_parquet(full_run / "results/data/alpha/test.parquet"), 12, "alpha/test")
+    out = generalized_loss(body, str(full_run / "resources/base_model"), train, test, max_length=16)
+    row = same[same["alpha"] == 0.5].iloc[0]
+    assert out["loss"] == pytest.approx(row["loss"], rel=1e-6) and out["accuracy"] == row["accuracy"]

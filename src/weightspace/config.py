@@ -156,6 +156,7 @@ def _check_references(config: dict) -> None:
             raise ConfigError(f"zoo.datasets.{i}", f"{name!r} is not in the dataset registry (`datasets:`); known: {', '.join(sorted(registry))}")
 
     _check_geometry(config)
+    _check_paths(config)
 
     flatten = config["flatten"]
     if flatten["shard_size"] % flatten["chunk_size"]:
@@ -244,3 +245,31 @@ def _check_geometry(config: dict) -> None:
                 raise ConfigError(f"geometry.table1.{key}", "name a family grouping")
             if geometry["groupings"].get(ref, {}).get("by") != "family":
                 raise ConfigError(f"geometry.table1.{key}", f"{ref!r} is not a family grouping of geometry.groupings")
+
+
+def _check_paths(config: dict) -> None:
+    spec = config.get("paths")
+    if not spec:
+        return
+    zoo = set(config["zoo"]["datasets"])
+    families = {d: set(config["datasets"][d]["families"]) for d in zoo}
+    if not any(spec.get(k) for k in ("same_dataset", "same_family", "cross_family")):
+        raise ConfigError("paths", "name at least one pair set: same_dataset, same_family or cross_family")
+    if spec.get("same_dataset"):
+        d = spec["same_dataset"]["dataset"]
+        if d not in zoo:
+            raise ConfigError("paths.same_dataset.dataset", f"{d!r} is not finetuned (zoo.datasets)")
+        if len(seeds_of(config, d)) < 2:
+            raise ConfigError("paths.same_dataset.dataset", f"{d!r} has fewer than two seeds: no pairs")
+    all_families = set().union(*families.values())
+    for key in ("same_dataset", "same_family", "cross_family"):
+        block = spec.get(key) or {}
+        for i, d in enumerate(block.get("datasets", [])):
+            if d not in zoo:
+                raise ConfigError(f"paths.{key}.datasets.{i}", f"{d!r} is not finetuned (zoo.datasets)")
+        if block.get("targets") is not None and block["targets"] not in all_families:
+            raise ConfigError(f"paths.{key}.targets", f"no finetuned dataset belongs to {block['targets']!r}; families: {sorted(all_families)}")
+        if key == "same_family" and block:
+            a, b = block["datasets"]
+            if not families[a] & families[b] and block.get("targets") is None:
+                raise ConfigError(f"paths.{key}.datasets", f"{a} and {b} share no family (a same-family pair needs one)")

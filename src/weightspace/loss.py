@@ -17,30 +17,53 @@ import pandas as pd
 import torch
 
 
+class FeatureExtractor:
+    """The base model's architecture, loaded once per job; any body is swapped in with
+    `set_body`, and splits are tokenised once (cached by name)."""
+
+    def __init__(self, base_model: str, max_length: int, batch_size: int = 64):
+        from transformers import AutoModel, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(base_model)
+        self.model = AutoModel.from_pretrained(base_model)
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model.to(self.device).eval()
+        self.base_model, self.max_length, self.batch_size = base_model, max_length, batch_size
+        self.pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self._encoded: dict[str, Any] = {}
+
+    def set_body(self, body: Mapping[str, torch.Tensor]) -> None:
+        missing, unexpected = self.model.load_state_dict(dict(body), strict=False)
+        # A pooler absent from the body (RoBERTa's classification models have none) is unused:
+        # features are the first token's final hidden state.
+        if unexpected or any(not k.startswith("pooler.") for k in missing):
+            raise KeyError(f"body does not fit {self.base_model}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+    def features(self, df: pd.DataFrame, key: str | None = None) -> np.ndarray:
+        """First-token final hidden states of `df` under the current body, (examples, hidden)."""
+        from .finetune import collate, encode
+
+        data = self._encoded.get(key) if key is not None else None
+        if data is None:
+            data = encode(self.tokenizer, df, self.max_length)
+            if key is not None:
+                self._encoded[key] = data
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(data), self.batch_size):
+                batch = collate(data, range(start, min(start + self.batch_size, len(data))), self.pad)
+                batch.pop("labels")
+                hidden = self.model(**{k: v.to(self.device) for k, v in batch.items()}).last_hidden_state[:, 0]
+                out.append(hidden.float().cpu().numpy())
+        return np.concatenate(out)
+
+
 def first_token_features(body: Mapping[str, torch.Tensor], base_model: str, df: pd.DataFrame, max_length: int, batch_size: int = 64) -> np.ndarray:
     """Final hidden state of the first token for every example of `df`, with the body
     `body` loaded into the base model's architecture. Shape (examples, hidden), float32."""
-    from transformers import AutoModel, AutoTokenizer
-
-    from .finetune import collate, encode
-
-    tokenizer = AutoTokenizer.from_pretrained(base_model)
-    model = AutoModel.from_pretrained(base_model)
-    missing, unexpected = model.load_state_dict(dict(body), strict=False)
-    if unexpected or any(not k.startswith("pooler.") for k in missing):
-        raise KeyError(f"body does not fit {base_model}: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device).eval()
-    data = encode(tokenizer, df, max_length)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(data), batch_size):
-            batch = collate(data, range(start, min(start + batch_size, len(data))), pad)
-            batch.pop("labels")
-            hidden = model(**{k: v.to(device) for k, v in batch.items()}).last_hidden_state[:, 0]
-            out.append(hidden.float().cpu().numpy())
-    return np.concatenate(out)
+    extractor = FeatureExtractor(base_model, max_length, batch_size)
+    extractor.set_body(body)
+    return extractor.features(df)
 
 
 def probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, l2: float = 1.0, max_iter: int = 2000) -> dict[str, Any]:
@@ -66,6 +89,6 @@ def probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: 
 
 def generalized_loss(body: Mapping[str, torch.Tensor], base_model: str, train: pd.DataFrame, test: pd.DataFrame, max_length: int, l2: float = 1.0) -> dict[str, Any]:
     """The generalized loss of one body on one dataset (train split fits the head, test scores it)."""
-    tx = first_token_features(body, base_model, train, max_length)
-    vx = first_token_features(body, base_model, test, max_length)
-    return probe(tx, train["label"].to_numpy(), vx, test["label"].to_numpy(), l2)
+    extractor = FeatureExtractor(base_model, max_length)
+    extractor.set_body(body)
+    return probe(extractor.features(train), train["label"].to_numpy(), extractor.features(test), test["label"].to_numpy(), l2)

@@ -12,6 +12,8 @@ from weightspace.config import (
     validate_config,
     zoo_members,
 )
+from weightspace.paths import pair_sets, path_alphas
+from weightspace.paths import targets as paths_targets
 from weightspace.provenance import git_state
 from weightspace.sources import package_dirname
 
@@ -33,6 +35,8 @@ wildcard_constraints:
     seed="[0-9]+",
     package="[a-z0-9][a-z0-9.-]*",
     grouping="[a-z0-9][a-z0-9_]*",
+    pairset="same_dataset|same_family|cross_family",
+    pair="[0-9]+",
     part="[0-9]+",
 
 
@@ -99,9 +103,11 @@ def table1_input(key):
 
 
 def geometry_targets():
-    targets = [rules.summary.output.md] + [
-        f"results/figures/tsne_{g}.png" for g in config["geometry"]["groupings"]
-    ]
+    targets = (
+        [rules.summary.output.md]
+        + ([rules.plot_paths.output.fig3] if PAIRS else [])
+        + [f"results/figures/tsne_{g}.png" for g in config["geometry"]["groupings"]]
+    )
     if config["geometry"]["table1"]:
         targets.append(rules.table1.output.csv)
     return targets
@@ -111,3 +117,38 @@ def gram_part_mem_mb():
     """Memory of a Gram map job: models x chunk_size x (4 + 8) bytes, with headroom."""
     block_mb = len(MEMBERS) * config["flatten"]["chunk_size"] * 12 / 1e6
     return int(1000 + 2 * block_mb)
+
+
+PAIRS = pair_sets(config)
+
+
+def path_inputs(wildcards):
+    (a, sa), (b, sb) = PAIRS[wildcards.pairset][int(wildcards.pair)]
+    data = [
+        f"results/data/{d}/{split}.parquet"
+        for d in path_targets(wildcards.pairset)
+        for split in ("train", "test")
+    ]
+    return {
+        "a": f"results/models/{a}/seed{sa}",
+        "b": f"results/models/{b}/seed{sb}",
+        "base": "resources/base_model",
+        "data": data,
+    }
+
+
+def path_targets(pairset):
+    return paths_targets(config, pairset)
+
+
+def path_tables():
+    return [
+        f"results/paths/{name}/pair{i}.parquet"
+        for name, pairs in PAIRS.items()
+        for i in range(len(pairs))
+    ]
+
+
+def summary_extra_inputs(wildcards):
+    """Later stages' statistics that results/summary.md reports when they are configured."""
+    return {"paths": "results/paths/path_stats.json"} if PAIRS else {}

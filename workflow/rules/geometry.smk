@@ -121,6 +121,7 @@ rule table1:
 
 rule summary:
     input:
+        unpack(summary_extra_inputs),
         metrics=expand(
             "results/geometry/clusters/{grouping}/metrics.json",
             grouping=config["geometry"]["groupings"],

@@ -31,6 +31,14 @@ for path, scores_path in zip(snakemake.input.metrics, snakemake.input.scores):
     rows.append(row(claim, ours, note, paper))
     f1 = pd.read_csv(scores_path)
     rows.append(row(f"per-group F1, grouping {m['grouping']}", ", ".join(f"{g} {100 * v:.0f}" for g, v in zip(f1["group"], f1["f1"])), "majority-rule labels", "Table 1 (see below)"))
+if "paths" in snakemake.input.keys():
+    for name, st in read_json(snakemake.input.paths).items():
+        rows.append(row(f"{name.replace('_', ' ')} pairs: lowest loss strictly inside (0, 1)", f"{pct(st['share_min_inside'])} of {st['pairs']} pairs",
+                        "loss averaged over the pair set's targets", "often (at or below the endpoints)"))
+        rows.append(row(f"{name.replace('_', ' ')} pairs: loss at alpha 0.5 vs mean of endpoints", f"{st['loss_mid']:.3f} vs {st['loss_endpoints']:.3f}", "", "at or below"))
+        if st["loss_alpha_max"] is not None:
+            rows.append(row(f"{name.replace('_', ' ')} pairs: loss at alpha {st['alpha_max']:g} and {st['alpha_min']:g} vs endpoints",
+                            f"{st['loss_alpha_max']:.3f} and {st['loss_alpha_min']:.3f} vs {st['loss_endpoints']:.3f}", "", "rises steeply outside [0, 1]"))
 for claim in ("Table 1 F1 with the Twitter domain group", "Table 1 F1 without it"):
     rows.append(row(claim, "see per-group F1 rows", "our families differ from the paper's"))
 for claim in ("PB(In' > Ex), dataset / task / general", "PB(In' > In), dataset / task / general", "centroid >= pretrained (BitFit)", "centroid gain, full / few-shot"):
@@ -44,6 +52,7 @@ preamble = (
 Path(snakemake.output.md).write_text(markdown(rows, "Ours vs the paper", preamble))
 write_json(snakemake.output.json, {"models": len(zoo), "datasets": datasets, "rows": rows})
 write_provenance(
-    snakemake.output.md, snakemake.rule, [*snakemake.input.metrics, *snakemake.input.scores, snakemake.input.zoo],
+    snakemake.output.md, snakemake.rule,
+    [*snakemake.input.metrics, *snakemake.input.scores, snakemake.input.zoo, *([snakemake.input.paths] if "paths" in snakemake.input.keys() else [])],
     dict(snakemake.params), Path(snakemake.scriptdir), zoo.to_dict("records"), snakemake.output.provenance, snakemake.config,
 )

@@ -1,0 +1,30 @@
+"""One pair: the generalized loss along the whole alpha grid on the pair set's targets."""
+
+import logging
+
+from weightspace.data import load_split
+from weightspace.finetune import configure_torch
+from weightspace.logs import to_log_file
+from weightspace.loss import FeatureExtractor
+from weightspace.paths import evaluate_path, subsample
+from weightspace.weights import body_prefix, pretrained_body
+
+to_log_file(snakemake.log[0])
+configure_torch(snakemake.threads)
+loss = snakemake.params.loss
+splits = {}
+for name in snakemake.params.targets:
+    train = subsample(load_split(f"results/data/{name}/train.parquet"), loss["max_train"], f"{name}/train")
+    test = subsample(load_split(f"results/data/{name}/test.parquet"), loss["max_test"], f"{name}/test")
+    splits[name] = (train, test)
+extractor = FeatureExtractor(snakemake.input.base, loss["max_length"])
+table = evaluate_path(
+    extractor, pretrained_body(snakemake.input.base), body_prefix(snakemake.input.a) + ".",
+    snakemake.input.a, snakemake.input.b, snakemake.params.alphas, splits, loss["l2"],
+)
+(a, sa), (b, sb) = snakemake.params.pair
+table.insert(0, "model_b", f"{b}-s{sb}")
+table.insert(0, "model_a", f"{a}-s{sa}")
+table.insert(0, "pairset", snakemake.wildcards.pairset)
+table.to_parquet(snakemake.output.table, index=False)
+logging.info("%d evaluations; not converged: %d", len(table), int((~table["converged"]).sum()))

@@ -83,6 +83,7 @@ def test_workflow_runs_through_slurm(cluster, tiny_assets, tmp_path, capsys):
     config["zoo"] = {"datasets": ["alpha", FAILING], "seeds": [0, 1]}
     # A small DAG: SLURM polling makes every extra job cost seconds.
     config["size_experiment"] = None
+    config["paths"] = None
     config["geometry"]["groupings"] = {"dataset": {"by": "dataset"}}
     configfile = write_config(tmp_path, config)
     profile = tmp_path / "profile"

@@ -56,6 +56,11 @@ def test_materialised_combination_equals_the_hand_computed_sum(tmp_path):
         for k in pre:
             expected = ((1 - alpha) * m1[k].double() + alpha * m2[k].double()).float()
             assert torch.equal(body[k], expected), (alpha, k)
+    # Preloaded endpoints (read once by a caller) give the same tensors as reading them here.
+    preloaded = {f1: m1, f2: m2}
+    via_cache = materialize(Point.interpolation(f1, f2, 3.0), pre, "bert.", preloaded)
+    direct = materialize(Point.interpolation(f1, f2, 3.0), pre, "bert.")
+    assert all(torch.equal(via_cache[k], direct[k]) for k in pre)
     point = Point.combination([f1, f2], [0.2, 0.5])
     point = Point(point.coefficients, pretrained=0.3)
     body = materialize(point, pre, "bert.")

@@ -2,8 +2,8 @@
 
 theta(alpha) = (1 - alpha) theta_A + alpha theta_B over body weights, scored with the
 generalized loss on the pair's target datasets. One job evaluates a whole alpha grid for one
-pair: each endpoint is memory-mapped once, each point materialised once, each target's splits
-tokenised once.
+pair: each endpoint checkpoint is read once, each point materialised once, each target's
+splits tokenised once.
 """
 
 from __future__ import annotations
@@ -94,10 +94,12 @@ def evaluate_path(
 
     from .loss import probe
     from .points import Point, materialize
+    from .weights import checkpoint_body
 
+    endpoints = {str(f): checkpoint_body(f, list(pretrained), prefix) for f in (a, b)}  # read once
     rows = []
     for alpha in tqdm(alphas, desc="alpha grid", disable=not progress, mininterval=1.0):
-        extractor.set_body(materialize(Point.interpolation(a, b, alpha), pretrained, prefix))
+        extractor.set_body(materialize(Point.interpolation(a, b, alpha), pretrained, prefix, endpoints))
         for name, (train, test) in splits.items():
             tx = extractor.features(train, f"{name}/train")
             vx = extractor.features(test, f"{name}/test")

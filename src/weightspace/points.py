@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -82,19 +81,26 @@ class Point:
         return json.dumps(self.to_json(), sort_keys=True)
 
 
-def materialize(point: Point, pretrained: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+def materialize(
+    point: Point,
+    pretrained: Mapping[str, torch.Tensor],
+    prefix: str,
+    loaded: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+) -> dict[str, torch.Tensor]:
     """The point's body tensors (float32), names as in `pretrained` (the pretrained body).
 
-    Checkpoints are read through safetensors' memory map, one tensor at a time, accumulating
-    in float64 so that the result does not depend on the order of the terms.
+    A checkpoint folder found in `loaded` (folder -> body, from weights.checkpoint_body) is
+    used as it is, so that a caller evaluating many points of the same models reads each
+    checkpoint once; others are read from their memory-mapped model.safetensors. Terms are
+    accumulated in float64 so that the result does not depend on their order.
     """
-    from safetensors import safe_open
+    from .weights import checkpoint_body
 
     acc = {name: t.to(torch.float64) * point.pretrained for name, t in pretrained.items()}
     for folder, coef in point.coefficients:
-        with safe_open(str(Path(folder) / "model.safetensors"), framework="pt") as f:
-            for name in acc:
-                acc[name] += coef * f.get_tensor(prefix + name).to(torch.float64)
+        body = loaded[folder] if loaded is not None and folder in loaded else checkpoint_body(folder, list(acc), prefix)
+        for name in acc:
+            acc[name] += coef * body[name].to(torch.float64)
     if point.direction is not None:
         for name, t in point.direction.draw({k: tuple(v.shape) for k, v in pretrained.items()}).items():
             acc[name] += t

@@ -63,12 +63,13 @@ def pretrained_body(model_dir: str | Path) -> dict[str, torch.Tensor]:
     return {name: p.detach() for name, p in model.base_model.named_parameters()}
 
 
-def checkpoint_body(model_dir: str | Path, names: Sequence[str]) -> dict[str, torch.Tensor]:
+def checkpoint_body(model_dir: str | Path, names: Sequence[str], prefix: str | None = None) -> dict[str, torch.Tensor]:
     """The body tensors `names` of a finetuned sequence-classification checkpoint
-    (memory-mapped from model.safetensors)."""
+    (memory-mapped from model.safetensors). `prefix` is the body's key prefix (e.g. "bert.");
+    by default it is read from the folder's config.json."""
     from safetensors import safe_open
 
-    prefix = body_prefix(model_dir) + "."
+    prefix = body_prefix(model_dir) + "." if prefix is None else prefix
     out: dict[str, torch.Tensor] = {}
     with safe_open(str(Path(model_dir) / "model.safetensors"), framework="pt") as f:
         keys = set(f.keys())

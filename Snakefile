@@ -35,6 +35,8 @@ include: "workflow/rules/flatten.smk"
 include: "workflow/rules/summary.smk"
 include: "workflow/rules/geometry.smk"
 include: "workflow/rules/paths.smk"
+include: "workflow/rules/hull.smk"
+include: "workflow/rules/centroid.smk"
 
 
 rule all:

@@ -95,7 +95,7 @@ def main() -> None:
             seconds, rss = run_child(method, root, a.parts, root / f"{method}.npy")
             prev = results.get(method)
             results[method] = (min(seconds, prev[0]) if prev else seconds, max(rss, prev[1]) if prev else rss)
-        g_stream, g_mem = np.load(root / "streaming.npy"), np.load(root / "in_memory.npy")
+        g_stream, g_mem = np.load(root / "streaming.npy", allow_pickle=False), np.load(root / "in_memory.npy", allow_pickle=False)
         np.testing.assert_allclose(g_stream, g_mem, rtol=1e-4, atol=1e-5 * np.abs(np.diag(g_mem)).max())
     (ts, rs), (tm, rm) = results["streaming"], results["in_memory"]
     print(f"streaming {ts:.2f} s, peak RSS {rs:.0f} MB; in memory {tm:.2f} s, peak RSS {rm:.0f} MB")

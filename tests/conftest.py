@@ -118,6 +118,13 @@ def tiny_config(model: Path, files: dict[str, Path]) -> dict:
             "extrapolation_steps": 3,
             "extrapolation_max": 4,
         },
+        "hull": {
+            "levels": {"dataset": {"groups": ["alpha"]}, "family": {"groups": ["things"]}, "general": {}},
+            "bootstrap": 200,
+            "chunk": 3,
+            "edges": {"region": "weather", "directions": 2, "distances": [1, 2]},
+        },
+        "centroid": {"region": "general", "seeds": [0], "few_shot": 12, "finetune": {"lr": 1e-2, "max_steps": 8}},
         "geometry": {
             "gram_parts": 3,
             "groupings": {

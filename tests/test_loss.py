@@ -9,6 +9,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from weightspace.io import sha256_file, write_json
+
 from weightspace.loss import probe
 from weightspace.points import Point, RandomDirection, materialize
 
@@ -42,6 +44,7 @@ def test_probe_is_deterministic():
 def _checkpoint(folder, tensors):
     folder.mkdir()
     save_file({"bert." + k: v for k, v in tensors.items()}, str(folder / "model.safetensors"))
+    write_json(folder / "checksums.json", {"model.safetensors": sha256_file(folder / "model.safetensors")})
     return str(folder)
 
 

@@ -15,9 +15,29 @@ from conftest import check_run, snakemake, write_config
 pytestmark = pytest.mark.slow
 
 GROUPINGS = ("dataset", "family", "size_dataset", "size")
-FIGURES = {("plot_finetune_accuracy", ""), ("plot_paths", "")} | {("plot_tsne", f"grouping={g}") for g in GROUPINGS}
+FIGURES = {("plot_finetune_accuracy", ""), ("plot_paths", ""), ("plot_hull", ""), ("plot_edges", "")} | {
+    ("plot_bitfit_gain", f"regime={r}") for r in ("full", "few_shot")
+} | {
+    ("plot_tsne", f"grouping={g}") for g in GROUPINGS
+}
+HULL_GROUPS = (("dataset", "alpha"), ("family", "things"), ("general", "general"))
+
+
+def hull_jobs(*sets: str) -> set[tuple[str, str]]:
+    """hull_set jobs by 'level/group/set'."""
+    return {("hull_set", "level={}, group={}, set={}".format(*s.split("/"))) for s in sets}
+
+
+def centroid_starts(*datasets: str) -> set[tuple[str, str]]:
+    """The centroid of each dataset and the BitFit runs that start from it."""
+    jobs = {("centroid", f"dataset={d}") for d in datasets}
+    return jobs | {("bitfit", f"regime={r}, start=centroid, dataset={d}, seed=0") for d in datasets for r in ("full", "few_shot")}
+
+
+ALL_HULL = hull_jobs(*(f"{lv}/{g}/{s}" for lv, g in HULL_GROUPS for s in ("in", "in_prime", "ex")))
 AGGREGATES = {
     ("zoo", ""), ("finetune_summary", ""), ("gram", ""), ("summary", ""), ("all", ""), ("path_stats", ""),
+    ("hull_stats", ""), ("edges", ""), ("bitfit_table", "regime=full"), ("bitfit_table", "regime=few_shot"),
     ("gram_part", "part=0"), ("gram_part", "part=1"), ("gram_part", "part=2"),
 } | {("cluster", f"grouping={g}") for g in GROUPINGS} | FIGURES
 
@@ -57,6 +77,8 @@ def test_adding_a_seed_runs_only_its_models_and_the_aggregates(run_copy):
     expected = {(rule, f"dataset={d}, seed=2") for rule in ("finetune", "flatten") for d in ("alpha", "beta")}
     # alpha's seed pairs grow from (0, 1) to (0, 1), (0, 2), (1, 2): two new path jobs
     expected |= {("path", "pairset=same_dataset, pair=1"), ("path", "pairset=same_dataset, pair=2")}
+    expected |= ALL_HULL  # every hull set gains a model (In, or Ex, or In's norms for the random directions)
+    expected |= centroid_starts("alpha", "beta")  # each centroid averages one more model; BitFit from the pretrained model stays
     assert planned(work, config) == expected | AGGREGATES
 
 
@@ -73,6 +95,10 @@ def test_one_datasets_hyperparameter_reruns_its_models_and_downstream(run_copy):
     beta = [("beta", 0), ("beta", 1), ("beta_n12", 0), ("beta_n24", 0)]
     expected = {(rule, f"dataset={d}, seed={s}") for rule in ("finetune", "flatten") for d, s in beta}
     expected |= {("path", "pairset=same_family, pair=0")}  # alpha-s0 x beta-s0; the alpha pair stays
+    # hull sets holding a beta model (or, for the random directions, the norms of In); alpha's In,
+    # alpha's In' and the family level's Ex (alpha's models) stay
+    expected |= centroid_starts("alpha")  # alpha's centroid averages beta's models; beta's averages alpha's
+    expected |= hull_jobs("dataset/alpha/ex", "family/things/in", "family/things/in_prime", "general/general/in", "general/general/in_prime", "general/general/ex")
     assert planned(work, config) == expected | AGGREGATES
 
     # And for real: alpha's models stay untouched, beta's are retrained with the new lr.

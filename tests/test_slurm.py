@@ -84,6 +84,8 @@ def test_workflow_runs_through_slurm(cluster, tiny_assets, tmp_path, capsys):
     # A small DAG: SLURM polling makes every extra job cost seconds.
     config["size_experiment"] = None
     config["paths"] = None
+    config["hull"] = None
+    config["centroid"] = None
     config["geometry"]["groupings"] = {"dataset": {"by": "dataset"}}
     configfile = write_config(tmp_path, config)
     profile = tmp_path / "profile"

@@ -89,3 +89,57 @@ def test_shape_mismatch_with_index_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="layer.0.bias"):
         write_flat(other, index, tmp_path / "m", IDENTITY, 1024, 1024)
     assert not (tmp_path / "m").exists()  # nothing half-written
+
+
+def _rewrite_row_group_value(folder, shard: str, position: int, value: float) -> None:
+    """Re-encode a shard with one value changed: valid Parquet (CRCs recomputed), wrong weights."""
+    table = pq.read_table(folder / shard)
+    values = table.column(0).to_numpy().copy()
+    values[position] = value
+    meta = pq.ParquetFile(folder / shard).schema_arrow.metadata
+    import pyarrow as pa
+
+    pq.write_table(pa.table({"weight": values}).replace_schema_metadata(meta), folder / shard, row_group_size=1024, write_page_checksum=True)
+
+
+def test_a_valid_but_altered_row_group_is_caught_by_its_recorded_sha256(tmp_path):
+    from weightspace.integrity import CorruptFile
+
+    body = {"w": torch.arange(4096, dtype=torch.float32)}
+    write_flat(body, make_index(body), tmp_path / "m", IDENTITY, 1024, 4096)
+    _rewrite_row_group_value(tmp_path / "m", "shard-00000.parquet", 3000, -1.0)
+    fw = FlatWeights(tmp_path / "m")
+    assert fw.read(0, 2048)[5] == 5.0  # untouched row groups still read
+    with pytest.raises(CorruptFile, match=r"shard-00000.parquet \(model toy-s0\): row group 2 does not match"):
+        fw.read(2048, 3072)
+
+
+def test_a_truncated_shard_names_file_and_model(tmp_path):
+    from weightspace.integrity import CorruptFile
+
+    body = _body()
+    write_flat(body, make_index(body), tmp_path / "m", IDENTITY, 1024, 4096)
+    path = tmp_path / "m" / "shard-00000.parquet"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CorruptFile, match=r"corrupt file .*shard-00000.parquet \(model toy-s0\): not a readable Parquet file"):
+        FlatWeights(tmp_path / "m").vector()
+
+
+def test_checkpoint_checksums_are_verified(tmp_path):
+    from safetensors.torch import save_file
+
+    from weightspace.integrity import CorruptFile, verify_checkpoint
+    from weightspace.io import sha256_file, write_json
+
+    folder = tmp_path / "results/models/toy/seed3"
+    folder.mkdir(parents=True)
+    save_file({"bert.w": torch.ones(10)}, str(folder / "model.safetensors"))
+    write_json(folder / "metrics.json", {"dataset": "toy", "seed": 3})
+    with pytest.raises(CorruptFile, match="checksum record is missing"):
+        verify_checkpoint(folder)
+    verify_checkpoint(folder, required=False)
+    write_json(folder / "checksums.json", {"model.safetensors": sha256_file(folder / "model.safetensors")})
+    verify_checkpoint(folder)
+    save_file({"bert.w": torch.zeros(10)}, str(folder / "model.safetensors"))
+    with pytest.raises(CorruptFile, match=r"model.safetensors \(model toy-s3\): sha256"):
+        verify_checkpoint(folder)

@@ -146,6 +146,15 @@ BAD_CONFIGS = [
     (lambda c: c["datasets"]["beta"]["source"].update(format="excel"), "datasets.beta.source.format"),
     (lambda c: c["data"].update(max_train=-3), "data.max_train"),
     (lambda c: c.update(base_model={"local": "/no/such/model"}), "base_model.local"),
+    (lambda c: c["paths"]["same_family"].update(datasets=["alpha", "gamma"]), "paths.same_family.datasets.1"),
+    (lambda c: c["hull"]["levels"]["dataset"].update(groups=["gamma"]), "hull.levels.dataset.groups.0"),
+    (lambda c: c["datasets"]["beta"].update(families=["things"]), "paths.same_family.datasets"),  # alpha, beta share no family
+    (lambda c: c["paths"].update(alphas=[]), "paths.alphas"),
+    (lambda c: c["size_experiment"].update(sizes=[12, -24]), "size_experiment.sizes.1"),
+    (lambda c: c["centroid"].update(region="nli"), "centroid.region"),
+    (lambda c: c["hull"]["edges"].update(distances=[0, 1]), "hull.edges.distances.0"),
+    (lambda c: c["hull"].update(max_points="all"), "hull.max_points"),
+    (lambda c: c["geometry"]["groupings"]["family"].update(groups=["weather", "sports"]), "geometry.groupings.family.groups"),
 ]
 
 
@@ -157,6 +166,18 @@ def test_bad_config_stops_before_any_job_and_names_the_key(tiny_assets, tmp_path
     assert done.returncode != 0
     assert f"config key '{key}'" in done.stderr + done.stdout
     assert not (tmp_path / "results").exists()
+
+
+def test_a_hub_base_model_that_cannot_be_had_stops_before_any_job(tiny_assets, tmp_path):
+    config = copy.deepcopy(tiny_assets["config"])
+    config["base_model"] = {"hub": "no-such-org/no-such-model"}
+    env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}  # an empty cache, no hub
+    assert snakemake(tmp_path, write_config(tmp_path, config), "-n", env=env).returncode == 0  # planning stays offline
+    done = snakemake(tmp_path, write_config(tmp_path, config), env=env)
+    assert done.returncode != 0
+    out = done.stdout + done.stderr
+    assert "config key 'base_model.hub'" in out and "huggingface-cli download no-such-org/no-such-model" in out
+    assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
 
 
 def test_paper_preset_plans_offline_with_gpu_finetunes(tmp_path):
@@ -172,6 +193,11 @@ def test_paper_preset_plans_offline_with_gpu_finetunes(tmp_path):
     blocks = re.findall(r"^rule finetune:\n(.*?)(?=^\[|\Z)", out, flags=re.M | re.S)
     assert len(blocks) == int(counts["finetune"])
     assert all(re.search(r"resources: .*\bgpu=1\b", b) for b in blocks)
+    # issue 6/7 stages stay small: one job per (level, group, set), one per centroid, BitFit per run
+    assert int(counts["hull_set"]) == 15 and int(counts["edges"]) == 1
+    assert int(counts["centroid"]) == 12 and int(counts["bitfit"]) == 12 * 2 * 2 * 5
+    bitfit = re.findall(r"^rule bitfit:\n(.*?)(?=^\[|\Z)", out, flags=re.M | re.S)
+    assert all(re.search(r"resources: .*\bgpu=1\b", b) for b in bitfit)
 
 
 def _git_head() -> str:

@@ -44,9 +44,12 @@ def fill_defaults(instance: dict, schema: Mapping[str, Any], root: Mapping[str, 
     """Set the schema's `default:` values for missing keys, in place.
 
     Follows `properties` only, not `additionalProperties`: a dataset's optional `finetune`
-    block is an override, and filling it with defaults would mask the global values.
+    block is an override, and filling it with defaults would mask the global values. A block
+    marked `x-override: true` (centroid.finetune) is left as written for the same reason.
     """
     schema = _resolve(schema, root)
+    if schema.get("x-override"):
+        return  # an override block: what it leaves out comes from elsewhere, not from defaults
     for key, sub in schema.get("properties", {}).items():
         sub = _resolve(sub, root)
         if key not in instance and "default" in sub:
@@ -157,6 +160,8 @@ def _check_references(config: dict) -> None:
 
     _check_geometry(config)
     _check_paths(config)
+    _check_hull(config)
+    _check_centroid(config)
 
     flatten = config["flatten"]
     if flatten["shard_size"] % flatten["chunk_size"]:
@@ -273,3 +278,64 @@ def _check_paths(config: dict) -> None:
             a, b = block["datasets"]
             if not families[a] & families[b] and block.get("targets") is None:
                 raise ConfigError(f"paths.{key}.datasets", f"{a} and {b} share no family (a same-family pair needs one)")
+
+
+def _check_hull(config: dict) -> None:
+    spec = config.get("hull")
+    if not spec:
+        return
+    main = [d for d in config["zoo"]["datasets"] if not config["datasets"][d].get("size_of")]
+    general = spec.get("general") or main
+    for i, d in enumerate(spec.get("general") or []):
+        if d not in main:
+            raise ConfigError(f"hull.general.{i}", f"{d!r} is not a finetuned dataset (zoo.datasets)")
+    levels = spec["levels"]
+    if not any(levels.get(k) is not None for k in ("dataset", "family", "general")):
+        raise ConfigError("hull.levels", "name at least one level: dataset, family or general ({} for general)")
+    for i, d in enumerate((levels.get("dataset") or {}).get("groups", [])):
+        if d not in general:
+            raise ConfigError(f"hull.levels.dataset.groups.{i}", f"{d!r} is not in the general group {general}")
+        if len(seeds_of(config, d)) < 2:
+            raise ConfigError(f"hull.levels.dataset.groups.{i}", f"{d!r} has one seed: In' needs at least two models")
+    if levels.get("dataset") and len(general) < 2:
+        raise ConfigError("hull.general", "the dataset level's Ex are the general group's other datasets: name at least two")
+    family = levels.get("family") or {}
+    families = {f: [d for d in main if f in config["datasets"][d]["families"]] for d in main for f in config["datasets"][d]["families"]}
+    for i, f in enumerate(family.get("groups", [])):
+        where = f"hull.levels.family.groups.{i}"
+        if f not in families:
+            raise ConfigError(where, f"no finetuned dataset belongs to {f!r}; families: {sorted(families)}")
+        if not [d for d in families[f] if d not in family["exclude"]]:
+            raise ConfigError(where, f"every dataset of {f!r} is excluded: nothing to score")
+        if set(families[f]) == set(main):
+            raise ConfigError(where, f"every finetuned dataset belongs to {f!r}: no models outside it for Ex")
+    for i, d in enumerate(family.get("exclude", [])):
+        if d not in main:
+            raise ConfigError(f"hull.levels.family.exclude.{i}", f"{d!r} is not a finetuned dataset (zoo.datasets)")
+    edges = spec.get("edges")
+    if edges:
+        region = edges["region"]
+        if region != "general" and region not in families:
+            raise ConfigError("hull.edges.region", f"name general or a family of the zoo {sorted(families)}, not {region!r}")
+        datasets = general if region == "general" else families[region]
+        if sum(len(seeds_of(config, d)) for d in datasets) < 2:
+            raise ConfigError("hull.edges.region", f"{region!r} has fewer than two models: no centroid distance")
+
+
+def _check_centroid(config: dict) -> None:
+    spec = config.get("centroid")
+    if not spec:
+        return
+    main = [d for d in config["zoo"]["datasets"] if not config["datasets"][d].get("size_of")]
+    families = {f for d in main for f in config["datasets"][d]["families"]}
+    region = spec["region"]
+    if region != "general" and region not in families:
+        raise ConfigError("centroid.region", f"name general or a family of the zoo {sorted(families)}, not {region!r}")
+    for i, d in enumerate(spec.get("targets") or []):
+        if d not in main:
+            raise ConfigError(f"centroid.targets.{i}", f"{d!r} is not a finetuned dataset (zoo.datasets)")
+    from .centroid import centroid_members, centroid_targets
+
+    for d in centroid_targets(config):
+        if not centroid_members(config, d):
+            raise ConfigError("centroid.region", f"the centroid for {d!r} would average no model: the region has only {d!r}'s models")

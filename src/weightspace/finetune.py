@@ -59,6 +59,7 @@ class FinetuneConfig:
     grad_clip: float | None = 1.0
     max_loss: float | None = None
     precision: str = "auto"
+    trainable: str = "all"  # "bitfit": the body's bias terms and the head only
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "FinetuneConfig":
@@ -383,8 +384,13 @@ def run_finetune(
     cfg: FinetuneConfig,
     threads: int = 1,
     progress: bool = True,
+    purpose: str = "finetune",
 ) -> dict[str, Any]:
     """Finetune the base model on one dataset with one seed; write the model folder.
+
+    `base_model` is any checkpoint folder to start from (the pretrained model, a centroid);
+    `purpose` keys the derived seed, so that different experiments on the same (dataset, seed)
+    draw their own head initialisation and data order.
 
     `out_dir` receives model.safetensors, config.json, the tokenizer files and metrics.json,
     all at once (atomic rename). Returns the metrics.
@@ -393,9 +399,12 @@ def run_finetune(
 
     from .seeding import derive_seed, seed_everything
 
+    from .integrity import verify_checkpoint
+
     configure_torch(threads)
-    run_id = f"dataset '{dataset}' seed {seed}"
-    derived = derive_seed(dataset, seed)
+    verify_checkpoint(base_model, required=False)  # a centroid start carries checksums.json
+    run_id = f"dataset '{dataset}' seed {seed}" + ("" if purpose == "finetune" else f" ({purpose})")
+    derived = derive_seed(dataset, seed, purpose)
     seed_everything(derived)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -404,6 +413,12 @@ def run_finetune(
         id2label={i: str(name) for i, name in enumerate(labels)},
         label2id={str(name): i for i, name in enumerate(labels)},
     )
+    if cfg.trainable == "bitfit":
+        from .centroid import bitfit_trainable
+
+        log.info("BitFit: %d trainable parameters (body bias terms and the head)", bitfit_trainable(model))
+    elif cfg.trainable != "all":
+        raise ValueError(f"finetune.trainable must be 'all' or 'bitfit', not {cfg.trainable!r}")
     data = {name: encode(tokenizer, df, cfg.max_length) for name, df in splits.items()}
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     state_dir = Path(state_dir)
@@ -435,6 +450,8 @@ def run_finetune(
         "threads": threads,
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "history": state.history,
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "start": str(base_model),
         "finetune": asdict(cfg),
         "torch": torch.__version__,
     }

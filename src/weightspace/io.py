@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -39,6 +41,12 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    # Debris of an earlier attempt at this output that was killed (SIGKILL skips `finally`):
+    # Snakemake runs one job per output, so no live writer owns these.
+    prefix = f".tmp-{final.name}-"
+    for stale in final.parent.glob(glob.escape(prefix) + "*"):
+        if re.fullmatch(r"[a-z0-9_]{8}", stale.name[len(prefix) :]):  # mkdtemp's suffix, not another output's
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
     target = tmp / final.name
     try:

@@ -10,11 +10,36 @@ split's mean and sd before fitting.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
+
+
+def subsample(df: pd.DataFrame, cap: int | None, key: str) -> pd.DataFrame:
+    """A seeded stratified subsample of at most `cap` rows (the probe's caps)."""
+    from .data import stratified_subsample
+    from .seeding import derive_seed
+
+    if cap is None or len(df) <= cap:
+        return df
+    rng = np.random.default_rng(derive_seed(key, 0, "probe"))
+    return df.iloc[stratified_subsample(df["label"].to_numpy(), cap, rng)].reset_index(drop=True)
+
+
+def probe_splits(datasets: Sequence[str], loss: Mapping[str, Any], root: str = "results/data") -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """dataset -> (train, test) as the probe sees them: the prepared splits capped by the
+    `loss` settings (max_train, max_test), the same examples in every job."""
+    from .data import load_split
+
+    return {
+        name: (
+            subsample(load_split(f"{root}/{name}/train.parquet"), loss["max_train"], f"{name}/train"),
+            subsample(load_split(f"{root}/{name}/test.parquet"), loss["max_test"], f"{name}/test"),
+        )
+        for name in datasets
+    }
 
 
 class FeatureExtractor:
@@ -92,3 +117,40 @@ def generalized_loss(body: Mapping[str, torch.Tensor], base_model: str, train: p
     extractor = FeatureExtractor(base_model, max_length)
     extractor.set_body(body)
     return probe(extractor.features(train), train["label"].to_numpy(), extractor.features(test), test["label"].to_numpy(), l2)
+
+
+def score_points(
+    extractor: FeatureExtractor,
+    pretrained: Mapping[str, torch.Tensor],
+    prefix: str,
+    points: Sequence[Any],
+    splits: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]],
+    l2: float,
+    loaded: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+    chunk: int = 8,
+    progress: bool = True,
+    desc: str = "points",
+) -> pd.DataFrame:
+    """The generalized loss of every point (weightspace.points.Point) on every target dataset:
+    one row per (point, target) with the point's position in `points`, loss, accuracy and
+    whether the probe converged. Points are materialised `chunk` at a time (each checkpoint
+    read once per chunk, or never when in `loaded`); each target's splits are tokenised once."""
+    from tqdm.auto import tqdm
+
+    from .points import materialize_many
+
+    rows = []
+    bar = tqdm(total=len(points), desc=desc, disable=not progress, mininterval=1.0)
+    for lo in range(0, len(points), chunk):
+        bodies = materialize_many(points[lo : lo + chunk], pretrained, prefix, loaded)
+        for i, body in enumerate(bodies, start=lo):
+            extractor.set_body(body)
+            for name, (train, test) in splits.items():
+                tx = extractor.features(train, f"{name}/train")
+                vx = extractor.features(test, f"{name}/test")
+                out = probe(tx, train["label"].to_numpy(), vx, test["label"].to_numpy(), l2)
+                rows.append({"point": i, "target": name, "loss": out["loss"], "accuracy": out["accuracy"], "converged": out["converged"]})
+            bar.update(1)
+        del bodies
+    bar.close()
+    return pd.DataFrame(rows, columns=["point", "target", "loss", "accuracy", "converged"])

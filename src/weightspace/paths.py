@@ -14,6 +14,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .loss import subsample  # noqa: F401  (re-exported: the probe's caps)
+
 PAIRSETS = ("same_dataset", "same_family", "cross_family")
 
 
@@ -67,17 +69,6 @@ def targets(config: Mapping[str, Any], pairset: str) -> list[str]:
     return main
 
 
-def subsample(df: pd.DataFrame, cap: int | None, key: str) -> pd.DataFrame:
-    """A seeded stratified subsample of at most `cap` rows (the probe's caps)."""
-    from .data import stratified_subsample
-    from .seeding import derive_seed
-
-    if cap is None or len(df) <= cap:
-        return df
-    rng = np.random.default_rng(derive_seed(key, 0, "probe"))
-    return df.iloc[stratified_subsample(df["label"].to_numpy(), cap, rng)].reset_index(drop=True)
-
-
 def evaluate_path(
     extractor: Any,
     pretrained: Mapping[str, Any],
@@ -90,22 +81,15 @@ def evaluate_path(
     progress: bool = True,
 ) -> pd.DataFrame:
     """Generalized loss and accuracy at every alpha on every target: one row per (alpha, target)."""
-    from tqdm.auto import tqdm
-
-    from .loss import probe
-    from .points import Point, materialize
+    from .loss import score_points
+    from .points import Point
     from .weights import checkpoint_body
 
     endpoints = {str(f): checkpoint_body(f, list(pretrained), prefix) for f in (a, b)}  # read once
-    rows = []
-    for alpha in tqdm(alphas, desc="alpha grid", disable=not progress, mininterval=1.0):
-        extractor.set_body(materialize(Point.interpolation(a, b, alpha), pretrained, prefix, endpoints))
-        for name, (train, test) in splits.items():
-            tx = extractor.features(train, f"{name}/train")
-            vx = extractor.features(test, f"{name}/test")
-            out = probe(tx, train["label"].to_numpy(), vx, test["label"].to_numpy(), l2)
-            rows.append({"alpha": float(alpha), "target": name, "loss": out["loss"], "accuracy": out["accuracy"], "converged": out["converged"]})
-    return pd.DataFrame(rows)
+    points = [Point.interpolation(a, b, alpha) for alpha in alphas]
+    rows = score_points(extractor, pretrained, prefix, points, splits, l2, loaded=endpoints, progress=progress, desc="alpha grid")
+    rows.insert(0, "alpha", [float(alphas[i]) for i in rows.pop("point")])
+    return rows
 
 
 def pair_curves(table: pd.DataFrame) -> pd.DataFrame:

@@ -81,27 +81,46 @@ class Point:
         return json.dumps(self.to_json(), sort_keys=True)
 
 
+def materialize_many(
+    points: Sequence[Point],
+    pretrained: Mapping[str, torch.Tensor],
+    prefix: str,
+    loaded: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+) -> list[dict[str, torch.Tensor]]:
+    """The points' body tensors (float32), names as in `pretrained` (the pretrained body).
+
+    Every checkpoint the points combine is read once for all of them (memory-mapped
+    model.safetensors), or taken from `loaded` (folder -> body, from weights.checkpoint_body)
+    when there. Terms are accumulated in float64, checkpoint by checkpoint in order of first
+    appearance, so a point's weights do not depend on which other points share the call.
+    Memory: one float64 body per point plus one checkpoint.
+    """
+    from .weights import checkpoint_body
+
+    names = list(pretrained)
+    accs = [{n: t.to(torch.float64) * p.pretrained for n, t in pretrained.items()} for p in points]
+    folders = list(dict.fromkeys(f for p in points for f, _ in p.coefficients))
+    for folder in folders:
+        body = loaded[folder] if loaded is not None and folder in loaded else checkpoint_body(folder, names, prefix)
+        for p, acc in zip(points, accs):
+            for f, coef in p.coefficients:
+                if f == folder:
+                    for n in names:
+                        acc[n] += coef * body[n].to(torch.float64)
+        del body
+    shapes = {k: tuple(v.shape) for k, v in pretrained.items()}
+    for p, acc in zip(points, accs):
+        if p.direction is not None:
+            for n, t in p.direction.draw(shapes).items():
+                acc[n] += t
+    return [{n: t.to(torch.float32) for n, t in acc.items()} for acc in accs]
+
+
 def materialize(
     point: Point,
     pretrained: Mapping[str, torch.Tensor],
     prefix: str,
     loaded: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The point's body tensors (float32), names as in `pretrained` (the pretrained body).
-
-    A checkpoint folder found in `loaded` (folder -> body, from weights.checkpoint_body) is
-    used as it is, so that a caller evaluating many points of the same models reads each
-    checkpoint once; others are read from their memory-mapped model.safetensors. Terms are
-    accumulated in float64 so that the result does not depend on their order.
-    """
-    from .weights import checkpoint_body
-
-    acc = {name: t.to(torch.float64) * point.pretrained for name, t in pretrained.items()}
-    for folder, coef in point.coefficients:
-        body = loaded[folder] if loaded is not None and folder in loaded else checkpoint_body(folder, list(acc), prefix)
-        for name in acc:
-            acc[name] += coef * body[name].to(torch.float64)
-    if point.direction is not None:
-        for name, t in point.direction.draw({k: tuple(v.shape) for k, v in pretrained.items()}).items():
-            acc[name] += t
-    return {name: t.to(torch.float32) for name, t in acc.items()}
+    """One point's body tensors (float32); see materialize_many."""
+    return materialize_many([point], pretrained, prefix, loaded)[0]

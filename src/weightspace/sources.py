@@ -118,3 +118,46 @@ def extract_folder(root: str | Path, folder: str, dest: str | Path) -> None:
             out = tmp / rel
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(data)
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub (HF_ENDPOINT) answers a TCP connection; False when
+    HF_HUB_OFFLINE is set."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def check_hub_model(name: str, revision: str | None, materialised: Path) -> None:
+    """Stop before any job when the base model `name` can be had neither from
+    `materialised` (resources/base_model), nor the local Hugging Face cache, nor the hub."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from .config import ConfigError
+
+    if (materialised / "config.json").is_file():
+        return
+    if isinstance(try_to_load_from_cache(name, "config.json", revision=revision), str):
+        return
+    if not hub_reachable():
+        raise ConfigError(
+            "base_model.hub",
+            f"{name!r} is not in {materialised} nor in the local Hugging Face cache, and the hub is unreachable: "
+            f"download it where there is network (`huggingface-cli download {name}`), or set base_model.local to a saved folder",
+        )
+    from huggingface_hub import model_info
+    from huggingface_hub.utils import RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        model_info(name, revision=revision, timeout=10)
+    except (RepositoryNotFoundError, RevisionNotFoundError):
+        raise ConfigError("base_model.hub", f"{name!r} (revision {revision}) does not exist on the hub") from None

@@ -12,7 +12,8 @@ On-disk layout of one model's folder (plain pyarrow reads every file):
   Each file's key-value metadata `weightspace` carries the model's identity and the shard's range.
 - `index.parquet`: parameter name -> offset, numel, shape, dtype (the checkpoint's dtype; values
   are stored as float32, which holds fp16/bf16/fp32 exactly).
-- `manifest.json`: the same identity, the shards with their ranges and sha256.
+- `manifest.json`: the same identity, the shards with their ranges, their sha256 and the sha256
+  of every row group's float32 values (checked by FlatWeights on every read: weightspace.integrity).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from .integrity import CorruptFile, chunk_digest, verify_checkpoint, verify_file
 from .io import atomic_path, sha256_file, write_json
 
 FORMAT_VERSION = 1
@@ -65,10 +67,11 @@ def pretrained_body(model_dir: str | Path) -> dict[str, torch.Tensor]:
 
 def checkpoint_body(model_dir: str | Path, names: Sequence[str], prefix: str | None = None) -> dict[str, torch.Tensor]:
     """The body tensors `names` of a finetuned sequence-classification checkpoint
-    (memory-mapped from model.safetensors). `prefix` is the body's key prefix (e.g. "bert.");
+    (memory-mapped from model.safetensors, after checking it against its checksums.json). `prefix` is the body's key prefix (e.g. "bert.");
     by default it is read from the folder's config.json."""
     from safetensors import safe_open
 
+    verify_checkpoint(model_dir)
     prefix = body_prefix(model_dir) + "." if prefix is None else prefix
     out: dict[str, torch.Tensor] = {}
     with safe_open(str(Path(model_dir) / "model.safetensors"), framework="pt") as f:
@@ -182,7 +185,8 @@ def write_flat(
                 data_page_size=1 << 20,
             ) as writer:
                 writer.write_table(pa.table({COLUMN: pa.array(values, pa.float32())}, schema=schema), row_group_size=chunk_size)
-            shards.append({"file": name, "start": start, "stop": start + len(values), "sha256": hasher.submit(sha256_file, tmp / name)})
+            chunks = [chunk_digest(values[lo : lo + chunk_size]) for lo in range(0, len(values), chunk_size)]
+            shards.append({"file": name, "start": start, "stop": start + len(values), "sha256": hasher.submit(sha256_file, tmp / name), "chunk_sha256": chunks})
             start += len(values)
         for shard in shards:
             shard["sha256"] = shard["sha256"].result()
@@ -197,18 +201,51 @@ class FlatWeights:
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
-        with open(self.folder / MANIFEST_FILE) as f:
-            self.manifest: dict[str, Any] = json.load(f)
+        try:
+            with open(self.folder / MANIFEST_FILE) as f:
+                self.manifest: dict[str, Any] = json.load(f)
+        except (OSError, ValueError) as e:
+            raise CorruptFile(self.folder / MANIFEST_FILE, str(self.folder), f"manifest unreadable ({e})") from None
         self.num_positions: int = self.manifest["num_positions"]
         self.chunk_size: int = self.manifest["chunk_size"]
         self._starts = np.array([s["start"] for s in self.manifest["shards"]], dtype=np.int64)
         self._files: dict[int, pq.ParquetFile] = {}
         self._index: list[Param] | None = None
 
+    @property
+    def model(self) -> str:
+        return str(self.manifest.get("model_id") or self.folder)
+
     def _file(self, i: int) -> pq.ParquetFile:
         if i not in self._files:
-            self._files[i] = pq.ParquetFile(self.folder / self.manifest["shards"][i]["file"], page_checksum_verification=True)
+            path = self.folder / self.manifest["shards"][i]["file"]
+            try:
+                self._files[i] = pq.ParquetFile(path, page_checksum_verification=True)
+            except FileNotFoundError:
+                raise CorruptFile(path, self.model, "the shard is missing") from None
+            except (OSError, pa.ArrowException) as e:
+                raise CorruptFile(path, self.model, f"not a readable Parquet file ({e})") from None
         return self._files[i]
+
+    def _row_groups(self, i: int, first: int, last: int) -> np.ndarray:
+        """Row groups first..last of shard i, each checked against its recorded sha256."""
+        shard = self.manifest["shards"][i]
+        path = self.folder / shard["file"]
+        try:
+            table = self._file(i).read_row_groups(list(range(first, last + 1)), columns=[COLUMN], use_threads=False)
+        except CorruptFile:
+            raise
+        except (OSError, pa.ArrowException) as e:
+            raise CorruptFile(path, self.model, f"row groups {first}-{last} unreadable ({e})") from None
+        values = table.column(0).to_numpy()
+        digests = shard.get("chunk_sha256")
+        if digests is not None:
+            for g in range(first, last + 1):
+                lo = (g - first) * self.chunk_size
+                chunk = values[lo : lo + self.chunk_size]
+                if chunk_digest(np.ascontiguousarray(chunk)) != digests[g]:
+                    raise CorruptFile(path, self.model, f"row group {g} does not match the sha256 recorded when it was written")
+        return values
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Positions [start, stop) as a float32 array; reads only the row groups that hold them."""
@@ -221,8 +258,7 @@ class FlatWeights:
             shard = self.manifest["shards"][i]
             end = min(stop, shard["stop"])
             first, last = (pos - shard["start"]) // self.chunk_size, (end - 1 - shard["start"]) // self.chunk_size
-            table = self._file(i).read_row_groups(list(range(first, last + 1)), columns=[COLUMN], use_threads=False)
-            values = table.column(0).to_numpy()
+            values = self._row_groups(i, first, last)
             lo = pos - shard["start"] - first * self.chunk_size
             out[pos - start : end - start] = values[lo : lo + end - pos]
             pos = end
@@ -234,6 +270,8 @@ class FlatWeights:
     @property
     def index(self) -> list[Param]:
         if self._index is None:
+            if "index_sha256" in self.manifest:
+                verify_file(self.folder / INDEX_FILE, self.manifest["index_sha256"], self.model)
             self._index = read_index(self.folder)
         return self._index
 

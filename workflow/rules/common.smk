@@ -12,10 +12,13 @@ from weightspace.config import (
     validate_config,
     zoo_members,
 )
+from weightspace.centroid import REGIMES, STARTS, centroid_members, centroid_targets
+from weightspace.hull import edge_region, hull_groups, set_models, set_size
+from weightspace.hull import SETS as HULL_SETS
 from weightspace.paths import pair_sets, path_alphas
 from weightspace.paths import targets as paths_targets
 from weightspace.provenance import git_state
-from weightspace.sources import package_dirname
+from weightspace.sources import check_hub_model, package_dirname
 
 try:
     validate_config(
@@ -24,6 +27,20 @@ try:
     )
 except ConfigError as e:
     raise WorkflowError(f"invalid config: {e}") from None
+
+
+onstart:
+    # Only when jobs are about to run (not in a dry run, which stays offline).
+    if config["base_model"].get("hub"):
+        try:
+            check_hub_model(
+                config["base_model"]["hub"],
+                config["base_model"].get("revision"),
+                Path("resources/base_model"),
+            )
+        except ConfigError as e:
+            raise WorkflowError(f"invalid config: {e}") from None
+
 
 # Shown in `snakemake --report` (workflow/report/workflow.rst). Added after validation; no
 # rule's params read it, so it never triggers a rerun.
@@ -38,6 +55,10 @@ wildcard_constraints:
     pairset="same_dataset|same_family|cross_family",
     pair="[0-9]+",
     part="[0-9]+",
+    level="dataset|family|general",
+    set="in|in_prime|ex",
+    regime="full|few_shot",
+    start="pretrained|centroid",
 
 
 MEMBERS = zoo_members(config)
@@ -107,6 +128,10 @@ def geometry_targets():
         [rules.summary.output.md]
         + ([rules.plot_paths.output.fig3] if PAIRS else [])
         + [f"results/figures/tsne_{g}.png" for g in config["geometry"]["groupings"]]
+        + ([rules.plot_hull.output.png] if HULL else [])
+        + ([rules.plot_edges.output.png] if EDGES else [])
+        + [f"results/tables/bitfit_{r}.csv" for r in BITFIT_REGIMES]
+        + [f"results/figures/bitfit_gain_{r}.png" for r in BITFIT_REGIMES]
     )
     if config["geometry"]["table1"]:
         targets.append(rules.table1.output.csv)
@@ -149,6 +174,130 @@ def path_tables():
     ]
 
 
+HULL = hull_groups(config)
+EDGES = bool((config.get("hull") or {}).get("edges"))
+
+
+def data_inputs(datasets):
+    return [
+        f"results/data/{d}/{split}.parquet"
+        for d in datasets
+        for split in ("train", "test")
+    ]
+
+
+def hull_set_inputs(wildcards):
+    group = HULL[(wildcards.level, wildcards.group)]
+    spec = config["hull"]
+    key = f"{wildcards.level}/{wildcards.group}"
+    models = set_models(group, wildcards.set, key, spec["seed"], spec["max_points"])
+    inputs = {
+        "models": [f"results/models/{d}/seed{s}" for d, s in models],
+        "base": "resources/base_model",
+        "data": data_inputs(group["targets"]),
+    }
+    if wildcards.set == "ex" and group["ex"] is None:
+        # random directions rescaled to the mean task-vector norm of In
+        inputs["norms"] = rules.gram.output.norms
+    return inputs
+
+
+def loss_runtime(evaluations, attempt):
+    """Minutes for a job of `evaluations` generalized-loss evaluations: 10 s each (a
+    generous bound at the paper preset's scale on one GPU), at least an hour; more per attempt.
+    """
+    return max(60, -(-evaluations * 10 // 60)) * attempt
+
+
+def hull_set_runtime(wildcards, attempt):
+    group = HULL[(wildcards.level, wildcards.group)]
+    size = set_size(group, wildcards.set, config["hull"]["max_points"])
+    return loss_runtime(size * len(group["targets"]), attempt)
+
+
+def edges_runtime(wildcards, attempt):
+    edges = config["hull"]["edges"]
+    points = 1 + len(edges["distances"]) * (edges["directions"] + 1)
+    return loss_runtime(points * len(edge_region(config)["targets"]), attempt)
+
+
+def hull_tables():
+    return [
+        f"results/hull/{level}/{group}/{s}.parquet"
+        for level, group in HULL
+        for s in HULL_SETS
+    ]
+
+
+def edges_inputs(wildcards):
+    region = edge_region(config)
+    return {
+        "models": [f"results/models/{d}/seed{s}" for d, s in region["members"]],
+        "base": "resources/base_model",
+        "data": data_inputs(region["targets"]),
+        "gram": rules.gram.output.gram,
+    }
+
+
+CENTROID = config.get("centroid")
+BITFIT_REGIMES = (
+    [r for r in REGIMES if r == "full" or CENTROID["few_shot"] is not None]
+    if CENTROID
+    else []
+)
+
+
+def centroid_inputs(wildcards):
+    return {
+        "base": "resources/base_model",
+        "models": [
+            f"results/models/{d}/seed{s}"
+            for d, s in centroid_members(config, wildcards.dataset)
+        ],
+    }
+
+
+def bitfit_inputs(wildcards):
+    start = (
+        "resources/base_model"
+        if wildcards.start == "pretrained"
+        else f"results/centroids/{wildcards.dataset}"
+    )
+    return {
+        "start": start,
+        **{
+            split: f"results/data/{wildcards.dataset}/{split}.parquet"
+            for split in ("train", "dev", "test")
+        },
+        "info": f"results/data/{wildcards.dataset}/info.json",
+    }
+
+
+def bitfit_settings(dataset):
+    """BitFit's hyperparameters: the dataset's finetune settings, then centroid.finetune."""
+    return {
+        **finetune_settings(config, dataset),
+        **CENTROID["finetune"],
+        "trainable": "bitfit",
+    }
+
+
+def bitfit_runs(wildcards):
+    return [
+        f"results/bitfit/{wildcards.regime}/{start}/{d}/seed{s}"
+        for d in centroid_targets(config)
+        for start in STARTS
+        for s in CENTROID["seeds"]
+    ]
+
+
 def summary_extra_inputs(wildcards):
     """Later stages' statistics that results/summary.md reports when they are configured."""
-    return {"paths": "results/paths/path_stats.json"} if PAIRS else {}
+    extra = {"paths": "results/paths/path_stats.json"} if PAIRS else {}
+    if HULL:
+        extra["hull"] = "results/tables/probability_of_better.csv"
+    if EDGES:
+        extra["edges"] = "results/hull/edges.parquet"
+    for r in BITFIT_REGIMES:
+        extra[f"bitfit_{r}"] = f"results/tables/bitfit_{r}.json"
+    return extra

@@ -23,6 +23,7 @@ else:
         AutoTokenizer.from_pretrained(source["hub"], revision=revision).save_pretrained(tmp)
         # The sequence-classification class keeps the body's names and drops pretraining
         # heads; the random head it adds is never used (finetune draws its own).
-        model = AutoModelForSequenceClassification.from_pretrained(source["hub"], revision=revision, num_labels=2)
+        # safetensors only: a pickled pytorch_model.bin is never loaded (no code from data).
+        model = AutoModelForSequenceClassification.from_pretrained(source["hub"], revision=revision, num_labels=2, use_safetensors=True)
         model.save_pretrained(tmp, safe_serialization=True)
 logging.info("base model ready in %s", out)

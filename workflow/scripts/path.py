@@ -2,21 +2,16 @@
 
 import logging
 
-from weightspace.data import load_split
 from weightspace.finetune import configure_torch
 from weightspace.logs import to_log_file
-from weightspace.loss import FeatureExtractor
-from weightspace.paths import evaluate_path, subsample
+from weightspace.loss import FeatureExtractor, probe_splits
+from weightspace.paths import evaluate_path
 from weightspace.weights import body_prefix, pretrained_body
 
 to_log_file(snakemake.log[0])
 configure_torch(snakemake.threads)
 loss = snakemake.params.loss
-splits = {}
-for name in snakemake.params.targets:
-    train = subsample(load_split(f"results/data/{name}/train.parquet"), loss["max_train"], f"{name}/train")
-    test = subsample(load_split(f"results/data/{name}/test.parquet"), loss["max_test"], f"{name}/test")
-    splits[name] = (train, test)
+splits = probe_splits(snakemake.params.targets, loss)
 extractor = FeatureExtractor(snakemake.input.base, loss["max_length"])
 table = evaluate_path(
     extractor, pretrained_body(snakemake.input.base), body_prefix(snakemake.input.a) + ".",

@@ -1,0 +1,176 @@
+"""The region's centroid as a starting point (methods.md §8; Fig. 6, 14; Tables 2, 3).
+
+For a target dataset t the centroid is the mean body of the region's finetuned models,
+excluding every model finetuned on t. It is written as a base-model checkpoint (safetensors,
+loadable with from_pretrained) whose metadata lists the models it averages. BitFit then trains
+only the body's bias terms and a new classification head, from the centroid and from the
+pretrained model, with the same seed (same head initialisation and data order) for both starts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .hull import family_datasets, general_datasets
+
+METADATA_KEY = "weightspace_centroid_of"
+STARTS = ("pretrained", "centroid")
+REGIMES = ("full", "few_shot")
+
+
+def region_datasets(config: Mapping[str, Any], region: str) -> list[str]:
+    """`general` (the general group) or a family's main zoo datasets."""
+    return general_datasets(config) if region == "general" else family_datasets(config, region)
+
+
+def centroid_targets(config: Mapping[str, Any]) -> list[str]:
+    spec = config["centroid"]
+    return list(spec.get("targets") or region_datasets(config, spec["region"]))
+
+
+def centroid_members(config: Mapping[str, Any], target: str) -> list[tuple[str, int]]:
+    """The region's models that the centroid for `target` averages: every one not finetuned on
+    `target` (nor on a training-size variant of it)."""
+    from .config import seeds_of
+
+    def base(d: str) -> str:
+        return config["datasets"][d].get("size_of") or d
+
+    return [(d, s) for d in region_datasets(config, config["centroid"]["region"]) if base(d) != target for s in seeds_of(config, d)]
+
+
+def write_centroid(base_model: str | Path, folders: Sequence[str], ids: Sequence[str], out_dir: str | Path) -> dict[str, Any]:
+    """Average the bodies of the checkpoints `folders` (model ids `ids`) into a base-model
+    checkpoint at `out_dir` (atomically): model.safetensors with the averaged ids in its
+    metadata, config.json, the tokenizer, centroid.json and checksums.json."""
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModel, AutoTokenizer
+
+    from .io import atomic_path, sha256_file, write_json
+    from .points import Point, materialize
+    from .weights import body_prefix, pretrained_body
+
+    if not folders:
+        raise ValueError("a centroid needs at least one model")
+    pretrained = pretrained_body(base_model)
+    point = Point.combination(list(folders), [1.0 / len(folders)] * len(folders), label="centroid")
+    body = materialize(point, pretrained, body_prefix(base_model) + ".")
+    model = AutoModel.from_pretrained(base_model)
+    params = dict(model.named_parameters())
+    missing = [n for n in body if n not in params]
+    if missing:
+        raise KeyError(f"{base_model}: the base model lacks body parameters {missing[:5]}")
+    with torch.no_grad():
+        for name, value in body.items():
+            params[name].copy_(value)
+    meta = {"models": list(ids), "checkpoints": list(map(str, folders)), "base_model": str(base_model)}
+    with atomic_path(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        AutoTokenizer.from_pretrained(base_model).save_pretrained(tmp)
+        weights = tmp / "model.safetensors"
+        tensors = load_file(str(weights))
+        save_file(tensors, str(weights), metadata={"format": "pt", METADATA_KEY: json.dumps(list(ids))})
+        write_json(tmp / "centroid.json", meta)
+        write_json(tmp / "checksums.json", {"model.safetensors": sha256_file(weights)})
+    return meta
+
+
+def centroid_models(folder: str | Path) -> list[str]:
+    """The model ids a centroid checkpoint averages (from its safetensors metadata)."""
+    from safetensors import safe_open
+
+    with safe_open(str(Path(folder) / "model.safetensors"), framework="pt") as f:
+        return json.loads((f.metadata() or {})[METADATA_KEY])
+
+
+def bitfit_trainable(model: torch.nn.Module) -> int:
+    """BitFit: freeze every body parameter except bias terms; the head stays trainable.
+    Returns the number of trainable parameters."""
+    prefix = model.base_model_prefix + "."
+    for name, p in model.named_parameters():
+        p.requires_grad_(not name.startswith(prefix) or name.endswith(".bias"))
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def gain_table(runs: pd.DataFrame, majority: Mapping[str, float] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Table 2/3 from BitFit runs (columns dataset, start, seed, test_accuracy): per dataset the
+    test accuracy (%) from the pretrained model and from the centroid, mean and sd over seeds,
+    and the gain (centroid - pretrained, percentage points); plus the mean gain and the
+    win / tie / loss count (a tie: equal mean accuracy). With `majority` (dataset -> majority-
+    class test accuracy, a fraction) the table gets that baseline in %, and the summary counts
+    the datasets where both starts sit at it (a tie that says nothing about the starts)."""
+    order = list(dict.fromkeys(runs["dataset"]))
+    stats = runs.assign(accuracy=100 * runs["test_accuracy"]).groupby(["dataset", "start"])["accuracy"].agg(["mean", "std", "count"])
+    missing = [(d, st) for d in order for st in STARTS if (d, st) not in stats.index]
+    if missing:
+        raise ValueError(f"BitFit runs missing for (dataset, start) {missing}")
+    table = pd.DataFrame({
+        "dataset": order,
+        "pretrained": [stats.loc[(d, "pretrained"), "mean"] for d in order],
+        "pretrained_sd": [stats.loc[(d, "pretrained"), "std"] for d in order],
+        "centroid": [stats.loc[(d, "centroid"), "mean"] for d in order],
+        "centroid_sd": [stats.loc[(d, "centroid"), "std"] for d in order],
+        "seeds": [int(stats.loc[(d, "centroid"), "count"]) for d in order],
+    })
+    table["gain"] = table["centroid"] - table["pretrained"]
+    eps = 1e-9
+    summary = {
+        "datasets": len(table),
+        "mean_gain": float(table["gain"].mean()),
+        "wins": int((table["gain"] > eps).sum()),
+        "ties": int((table["gain"].abs() <= eps).sum()),
+        "losses": int((table["gain"] < -eps).sum()),
+    }
+    summary["at_least_as_good"] = summary["wins"] + summary["ties"]
+    if majority is not None:
+        table["majority"] = [100 * majority[d] for d in order]
+        at = lambda col: (table[col] - table["majority"]).abs() < 1e-6  # noqa: E731
+        summary["both_at_majority"] = int((at("pretrained") & at("centroid")).sum())
+    return table, summary
+
+
+def table_markdown(table: pd.DataFrame, summary: Mapping[str, Any], title: str) -> str:
+    def cell(m: float, sd: float) -> str:
+        return f"{m:.2f}" if np.isnan(sd) else f"{m:.2f} ± {sd:.2f}"
+
+    maj = "majority" in table
+    lines = [f"# {title}", "", "| dataset | pretrained | centroid | gain |" + (" majority class |" if maj else ""), "| --- | --- | --- | --- |" + (" --- |" if maj else "")]
+    for r in table.itertuples():
+        lines.append(f"| {r.dataset} | {cell(r.pretrained, r.pretrained_sd)} | {cell(r.centroid, r.centroid_sd)} | {r.gain:+.2f} |" + (f" {r.majority:.2f} |" if maj else ""))
+    lines.append(f"| **mean gain** | | | **{summary['mean_gain']:+.2f}** |" + (" |" if maj else ""))
+    lines += ["", f"Centroid at least as good on {summary['at_least_as_good']} of {summary['datasets']} datasets "
+              f"(win / tie / loss {summary['wins']} / {summary['ties']} / {summary['losses']}). "
+              "Test accuracy in %, mean ± sd over seeds; BitFit (bias terms and a new head)."
+              + (f" Both starts at the majority class on {summary['both_at_majority']} dataset(s)." if "both_at_majority" in summary else "")]
+    return "\n".join(lines) + "\n"
+
+
+def plot_gains(table: pd.DataFrame, title: str, style: str = "whitegrid", palette: str = "colorblind"):
+    """Fig. 6 / Fig. 14: the centroid's gain over the pretrained start per dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style=style, context="paper")
+    colours = sns.color_palette(palette, 2)
+    t = table.sort_values("gain", ascending=False)
+    fig, ax = plt.subplots(figsize=(max(3.5, 0.55 * len(t) + 1.5), 3.2))
+    ax.bar(t["dataset"], t["gain"], color=[colours[0] if g >= 0 else colours[1] for g in t["gain"]])
+    ax.axhline(0, color="0.3", linewidth=0.8)
+    ax.axhline(t["gain"].mean(), color="0.3", linewidth=0.8, linestyle="--", label=f"mean {t['gain'].mean():+.2f}")
+    ax.set_ylabel("test accuracy gain (points)\ncentroid - pretrained start")
+    ax.set_title(title, fontsize=9)
+    ax.tick_params(axis="x", rotation=45)
+    for label in ax.get_xticklabels():
+        label.set_horizontalalignment("right")
+    ax.legend(frameon=False, fontsize=7)
+    fig.tight_layout()
+    return fig

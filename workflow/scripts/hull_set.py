@@ -1,0 +1,35 @@
+"""One set (In, In' or Ex) of one group at one granularity, scored on the group's datasets."""
+
+import json
+import logging
+
+import pandas as pd
+
+from weightspace.finetune import configure_torch
+from weightspace.hull import set_points
+from weightspace.logs import to_log_file
+from weightspace.loss import FeatureExtractor, probe_splits, score_points
+from weightspace.weights import body_prefix, pretrained_body
+
+to_log_file(snakemake.log[0])
+configure_torch(snakemake.threads)
+w, group, spec, loss = snakemake.wildcards, snakemake.params.group, snakemake.params.hull, snakemake.params.loss
+key = f"{w.level}/{w.group}"
+in_norms = None
+if "norms" in snakemake.input.keys():
+    norms = pd.read_parquet(snakemake.input.norms).set_index("model_id")["norm"]
+    in_norms = [float(norms[f"{d}-s{s}"]) for d, s in group["in"]]
+    logging.info("mean task-vector norm of In (%d models): %.4f", len(in_norms), sum(in_norms) / len(in_norms))
+points = set_points(group, w.set, key, spec["seed"], spec["max_points"], in_norms)
+splits = probe_splits(group["targets"], loss)
+extractor = FeatureExtractor(snakemake.input.base, loss["max_length"])
+table = score_points(
+    extractor, pretrained_body(snakemake.input.base), body_prefix(snakemake.input.base) + ".",
+    points, splits, loss["l2"], chunk=snakemake.config["hull"]["chunk"], desc=f"{key}/{w.set}",
+)
+table["label"] = [points[i].label for i in table["point"]]
+table["weights"] = [str(points[i]) for i in table["point"]]  # the point itself, re-scorable
+for col, value in (("set", w.set), ("group", w.group), ("level", w.level)):
+    table.insert(0, col, value)
+table.to_parquet(snakemake.output.table, index=False)
+logging.info("%d points x %d datasets; not converged: %d", len(points), len(splits), int((~table["converged"]).sum()))

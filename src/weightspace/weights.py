@@ -167,7 +167,8 @@ def write_flat(
     total = sum(p.numel for p in index)
     schema = pa.schema([pa.field(COLUMN, pa.float32(), nullable=False)])
     shards = []
-    # Hashing a closed shard overlaps with writing the next one (both release the GIL).
+    # Hashing a shard (its row groups' values and the closed file) overlaps with writing the
+    # next one (both release the GIL); `_shards` gives every shard a fresh buffer.
     with atomic_path(out_dir) as tmp, ThreadPoolExecutor(max_workers=1) as hasher:
         tmp.mkdir()
         start = 0
@@ -185,11 +186,12 @@ def write_flat(
                 data_page_size=1 << 20,
             ) as writer:
                 writer.write_table(pa.table({COLUMN: pa.array(values, pa.float32())}, schema=schema), row_group_size=chunk_size)
-            chunks = [chunk_digest(values[lo : lo + chunk_size]) for lo in range(0, len(values), chunk_size)]
+            chunks = hasher.submit(lambda v=values: [chunk_digest(v[lo : lo + chunk_size]) for lo in range(0, len(v), chunk_size)])
             shards.append({"file": name, "start": start, "stop": start + len(values), "sha256": hasher.submit(sha256_file, tmp / name), "chunk_sha256": chunks})
             start += len(values)
         for shard in shards:
             shard["sha256"] = shard["sha256"].result()
+            shard["chunk_sha256"] = shard["chunk_sha256"].result()
         pq.write_table(index_table(index), tmp / INDEX_FILE)
         manifest = {**identity, "format_version": FORMAT_VERSION, "num_positions": total, "chunk_size": chunk_size, "shard_size": shard_size, "shards": shards, "index_sha256": sha256_file(tmp / INDEX_FILE)}
         write_json(tmp / MANIFEST_FILE, manifest)

@@ -121,6 +121,16 @@ def test_a_corrupt_checkpoint_stops_its_readers_naming_file_and_model(full_run, 
     assert figure.read_bytes() == before
 
 
+def test_a_corrupt_base_model_stops_its_readers(full_run, tiny_assets, tmp_path):
+    work = copy_run(full_run, tmp_path)
+    config = write_config(work, tiny_assets["config"])
+    assert (work / "resources/base_model/checksums.json").is_file()
+    _flip_byte(work / "resources/base_model/model.safetensors")
+    done = snakemake(work, config, "results/pretrained/weights", "--forcerun", "flatten_pretrained")
+    assert done.returncode != 0
+    assert "corrupt file resources/base_model/model.safetensors (model resources/base_model)" in done.stdout + done.stderr
+
+
 @pytest.mark.parametrize("damage", [_flip_byte, _truncate], ids=["bit_flip", "truncated"])
 def test_a_corrupt_weight_shard_stops_the_gram_naming_file_and_model(full_run, tiny_assets, tmp_path, damage):
     work = copy_run(full_run, tmp_path)

@@ -49,6 +49,9 @@ class FeatureExtractor:
     def __init__(self, base_model: str, max_length: int, batch_size: int = 64):
         from transformers import AutoModel, AutoTokenizer
 
+        from .integrity import verify_checkpoint
+
+        verify_checkpoint(base_model, required=False)
         self.tokenizer = AutoTokenizer.from_pretrained(base_model)
         self.model = AutoModel.from_pretrained(base_model)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -2,8 +2,9 @@
 
 import logging
 import shutil
+from pathlib import Path
 
-from weightspace.io import atomic_path
+from weightspace.io import atomic_path, sha256_file, write_json
 from weightspace.logs import to_log_file
 from weightspace.sources import archive_of, extract_folder
 
@@ -26,4 +27,9 @@ else:
         # safetensors only: a pickled pytorch_model.bin is never loaded (no code from data).
         model = AutoModelForSequenceClassification.from_pretrained(source["hub"], revision=revision, num_labels=2, use_safetensors=True)
         model.save_pretrained(tmp, safe_serialization=True)
+weights = Path(out) / "model.safetensors"
+if not weights.is_file():
+    raise FileNotFoundError(f"{out} has no model.safetensors: only safetensors weights are loaded (no pickled .bin); convert the model first")
+# Recorded once here; every reader of the base model checks it (weightspace.integrity).
+write_json(Path(out) / "checksums.json", {"model.safetensors": sha256_file(weights)})
 logging.info("base model ready in %s", out)

@@ -197,6 +197,11 @@ def zoo_members(config: Mapping[str, Any]) -> list[tuple[str, int]]:
     return [(name, seed) for name in config["zoo"]["datasets"] for seed in seeds_of(config, name)]
 
 
+def main_datasets(config: Mapping[str, Any]) -> list[str]:
+    """The zoo's datasets without the size experiment's variants (`<dataset>_n<size>`)."""
+    return [d for d in config["zoo"]["datasets"] if not config["datasets"][d].get("size_of")]
+
+
 def model_id(dataset: str, seed: int) -> str:
     return f"{dataset}-s{seed}"
 
@@ -284,7 +289,7 @@ def _check_hull(config: dict) -> None:
     spec = config.get("hull")
     if not spec:
         return
-    main = [d for d in config["zoo"]["datasets"] if not config["datasets"][d].get("size_of")]
+    main = main_datasets(config)
     general = spec.get("general") or main
     for i, d in enumerate(spec.get("general") or []):
         if d not in main:
@@ -326,7 +331,7 @@ def _check_centroid(config: dict) -> None:
     spec = config.get("centroid")
     if not spec:
         return
-    main = [d for d in config["zoo"]["datasets"] if not config["datasets"][d].get("size_of")]
+    main = main_datasets(config)
     families = {f for d in main for f in config["datasets"][d]["families"]}
     region = spec["region"]
     if region != "general" and region not in families:

@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .config import main_datasets
 from .points import Point, RandomDirection
 from .seeding import derive_seed
 
@@ -72,17 +73,13 @@ def bootstrap_interval(pairs: Sequence[tuple[Sequence[float], Sequence[float]]],
     return float(lo), float(hi)
 
 
-def _main_datasets(config: Mapping[str, Any]) -> list[str]:
-    return [d for d in config["zoo"]["datasets"] if not config["datasets"][d].get("size_of")]
-
-
 def general_datasets(config: Mapping[str, Any]) -> list[str]:
     """The general group: hull.general, or every main zoo dataset."""
-    return list((config.get("hull") or {}).get("general") or _main_datasets(config))
+    return list((config.get("hull") or {}).get("general") or main_datasets(config))
 
 
 def family_datasets(config: Mapping[str, Any], family: str) -> list[str]:
-    return [d for d in _main_datasets(config) if family in config["datasets"][d]["families"]]
+    return [d for d in main_datasets(config) if family in config["datasets"][d]["families"]]
 
 
 def _members(config: Mapping[str, Any], datasets: Sequence[str]) -> list[Member]:
@@ -112,7 +109,7 @@ def hull_groups(config: Mapping[str, Any]) -> dict[tuple[str, str], dict[str, An
     family = levels.get("family") or {}
     for f in family.get("groups", []):
         inside = family_datasets(config, f)
-        outside = [o for o in _main_datasets(config) if o not in inside]
+        outside = [o for o in main_datasets(config) if o not in inside]
         scored = [d for d in inside if d not in (family.get("exclude") or [])]
         out[("family", f)] = {"in": _members(config, inside), "ex": _members(config, outside), "targets": scored}
     if levels.get("general") is not None:

@@ -57,7 +57,9 @@ def targets(config: Mapping[str, Any], pairset: str) -> list[str]:
     by default the pair's dataset; the datasets of the families the pair shares; every main
     zoo dataset."""
     spec = config["paths"][pairset]
-    main = [d for d in config["zoo"]["datasets"] if not config["datasets"][d].get("size_of")]
+    from .config import main_datasets
+
+    main = main_datasets(config)
     if spec.get("targets"):
         return [d for d in main if spec["targets"] in config["datasets"][d]["families"]]
     if pairset == "same_dataset":

@@ -143,3 +143,29 @@ def test_checkpoint_checksums_are_verified(tmp_path):
     save_file({"bert.w": torch.zeros(10)}, str(folder / "model.safetensors"))
     with pytest.raises(CorruptFile, match=r"model.safetensors \(model toy-s3\): sha256"):
         verify_checkpoint(folder)
+
+
+def test_the_body_is_what_lies_below_the_head_pooler_excluded(tiny_assets, tmp_path):
+    """BERT: the pooler feeds only the classifier, so it is head, not body. RoBERTa's
+    classification model has no pooler (its head holds the dense + tanh layer): its body is
+    the whole encoder, as before."""
+    from transformers import AutoModelForSequenceClassification, RobertaConfig, RobertaModel
+
+    from weightspace.weights import in_body, pretrained_body
+
+    bert = pretrained_body(tiny_assets["model"])
+    full = AutoModelForSequenceClassification.from_pretrained(tiny_assets["model"], num_labels=2).base_model
+    every = [k for k, _ in full.named_parameters()]
+    assert any(k.startswith("pooler.") for k in every)
+    assert list(bert) == [k for k in every if not k.startswith("pooler.")]
+    assert not in_body("pooler.dense.weight") and in_body("encoder.layer.0.output.dense.weight") and in_body("embeddings.word_embeddings.weight")
+
+    folder = tmp_path / "roberta"
+    config = RobertaConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
+                           max_position_embeddings=40, type_vocab_size=1)
+    torch.manual_seed(0)
+    RobertaModel(config).save_pretrained(folder)  # like the hub's roberta-base: a pooler in the checkpoint
+    roberta = pretrained_body(folder)
+    seq = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2)
+    assert list(roberta) == [k for k, _ in seq.roberta.named_parameters()]  # nothing left out
+    assert not any(k.startswith("pooler.") for k in roberta) and len(roberta) > 10

@@ -90,11 +90,14 @@ def centroid_models(folder: str | Path) -> list[str]:
 
 
 def bitfit_trainable(model: torch.nn.Module) -> int:
-    """BitFit: freeze every body parameter except bias terms; the head stays trainable.
-    Returns the number of trainable parameters."""
+    """BitFit: freeze every body parameter except bias terms; the head (a pooler included,
+    weights.in_body) stays trainable. Returns the number of trainable parameters."""
+    from .weights import in_body
+
     prefix = model.base_model_prefix + "."
     for name, p in model.named_parameters():
-        p.requires_grad_(not name.startswith(prefix) or name.endswith(".bias"))
+        body = name.startswith(prefix) and in_body(name[len(prefix):])
+        p.requires_grad_(not body or name.endswith(".bias"))
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
@@ -119,19 +122,27 @@ def gain_table(runs: pd.DataFrame, majority: Mapping[str, float] | None = None) 
         "seeds": [int(stats.loc[(d, "centroid"), "count"]) for d in order],
     })
     table["gain"] = table["centroid"] - table["pretrained"]
-    eps = 1e-9
-    summary = {
-        "datasets": len(table),
-        "mean_gain": float(table["gain"].mean()),
-        "wins": int((table["gain"] > eps).sum()),
-        "ties": int((table["gain"].abs() <= eps).sum()),
-        "losses": int((table["gain"] < -eps).sum()),
-    }
-    summary["at_least_as_good"] = summary["wins"] + summary["ties"]
+    informative = np.ones(len(table), dtype=bool)
     if majority is not None:
         table["majority"] = [100 * majority[d] for d in order]
         at = lambda col: (table[col] - table["majority"]).abs() < 1e-6  # noqa: E731
-        summary["both_at_majority"] = int((at("pretrained") & at("centroid")).sum())
+        informative = ~(at("pretrained") & at("centroid")).to_numpy()
+    table["informative"] = informative
+    eps = 1e-9
+    gain = table.loc[informative, "gain"]
+    summary = {
+        "datasets": len(table),
+        "informative": int(informative.sum()),
+        "uninformative": int((~informative).sum()),
+        "mean_gain": float(gain.mean()) if len(gain) else float("nan"),
+        "mean_gain_all": float(table["gain"].mean()),
+        "wins": int((gain > eps).sum()),
+        "ties": int((gain.abs() <= eps).sum()),
+        "losses": int((gain < -eps).sum()),
+    }
+    summary["at_least_as_good"] = summary["wins"] + summary["ties"]
+    if majority is not None:
+        summary["both_at_majority"] = summary["uninformative"]
     return table, summary
 
 
@@ -140,14 +151,18 @@ def table_markdown(table: pd.DataFrame, summary: Mapping[str, Any], title: str) 
         return f"{m:.2f}" if np.isnan(sd) else f"{m:.2f} ± {sd:.2f}"
 
     maj = "majority" in table
-    lines = [f"# {title}", "", "| dataset | pretrained | centroid | gain |" + (" majority class |" if maj else ""), "| --- | --- | --- | --- |" + (" --- |" if maj else "")]
+    lines = [f"# {title}", "", "| dataset | pretrained | centroid | gain |" + (" majority class | informative |" if maj else ""),
+             "| --- | --- | --- | --- |" + (" --- | --- |" if maj else "")]
     for r in table.itertuples():
-        lines.append(f"| {r.dataset} | {cell(r.pretrained, r.pretrained_sd)} | {cell(r.centroid, r.centroid_sd)} | {r.gain:+.2f} |" + (f" {r.majority:.2f} |" if maj else ""))
-    lines.append(f"| **mean gain** | | | **{summary['mean_gain']:+.2f}** |" + (" |" if maj else ""))
-    lines += ["", f"Centroid at least as good on {summary['at_least_as_good']} of {summary['datasets']} datasets "
-              f"(win / tie / loss {summary['wins']} / {summary['ties']} / {summary['losses']}). "
-              "Test accuracy in %, mean ± sd over seeds; BitFit (bias terms and a new head)."
-              + (f" Both starts at the majority class on {summary['both_at_majority']} dataset(s)." if "both_at_majority" in summary else "")]
+        lines.append(f"| {r.dataset} | {cell(r.pretrained, r.pretrained_sd)} | {cell(r.centroid, r.centroid_sd)} | {r.gain:+.2f} |"
+                     + (f" {r.majority:.2f} | {'yes' if r.informative else 'no: both at the majority class'} |" if maj else ""))
+    mean = f"{summary['mean_gain']:+.2f}" if summary["informative"] else "none"
+    lines.append(f"| **mean gain (informative datasets)** | | | **{mean}** |" + (" | |" if maj else ""))
+    lines += ["", f"Centroid at least as good on {summary['at_least_as_good']} of {summary['informative']} informative datasets "
+              f"(win / tie / loss {summary['wins']} / {summary['ties']} / {summary['losses']}; "
+              f"{summary['uninformative']} of {summary['datasets']} uninformative: both starts at the majority class; "
+              f"mean gain over all {summary['datasets']}: {summary['mean_gain_all']:+.2f}). "
+              "Test accuracy in %, mean ± sd over seeds; BitFit (bias terms and a new head, a pooler included)."]
     return "\n".join(lines) + "\n"
 
 
@@ -163,9 +178,14 @@ def plot_gains(table: pd.DataFrame, title: str, style: str = "whitegrid", palett
     colours = sns.color_palette(palette, 2)
     t = table.sort_values("gain", ascending=False)
     fig, ax = plt.subplots(figsize=(max(3.5, 0.55 * len(t) + 1.5), 3.2))
-    ax.bar(t["dataset"], t["gain"], color=[colours[0] if g >= 0 else colours[1] for g in t["gain"]])
+    informative = t["informative"] if "informative" in t else pd.Series(True, index=t.index)
+    ax.bar(t["dataset"], t["gain"], color=[("0.75" if not ok else colours[0] if g >= 0 else colours[1]) for g, ok in zip(t["gain"], informative)])
+    for x, (g, ok) in enumerate(zip(t["gain"], informative)):
+        if not ok:
+            ax.text(x, g, "both at\nmajority", ha="center", va="bottom", fontsize=5, color="0.3")
     ax.axhline(0, color="0.3", linewidth=0.8)
-    ax.axhline(t["gain"].mean(), color="0.3", linewidth=0.8, linestyle="--", label=f"mean {t['gain'].mean():+.2f}")
+    mean = t.loc[informative.to_numpy(), "gain"].mean()
+    ax.axhline(mean, color="0.3", linewidth=0.8, linestyle="--", label=f"mean over informative datasets {mean:+.2f}")
     ax.set_ylabel("test accuracy gain (points)\ncentroid - pretrained start")
     ax.set_title(title, fontsize=9)
     ax.tick_params(axis="x", rotation=45)

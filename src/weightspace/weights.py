@@ -1,8 +1,9 @@
 """A model's body as one long float32 vector in Parquet shards, readable by position range.
 
-The weight vector of a model (methods.md §2) is its body only: embeddings and encoder (and the
-pooler where the architecture has one); the classification head is left out because label
-sets differ. Task vectors are tau = theta_finetuned - theta_pretrained over that vector.
+The weight vector of a model (methods.md §2) is its body only: what lies below the
+classification head, i.e. embeddings and encoder. The head is left out because label sets
+differ; a BERT-style pooler (dense + tanh on [CLS]) only feeds the classifier, so it belongs to
+the head, as RoBERTa's dense + tanh layer does (`in_body`, the one definition used everywhere). Task vectors are tau = theta_finetuned - theta_pretrained over that vector.
 
 On-disk layout of one model's folder (plain pyarrow reads every file):
 - `shard-00000.parquet`, ...: one non-nullable float32 column `weight`; shard i holds positions
@@ -44,6 +45,17 @@ def _seq_cls_class(config: Any) -> type:
     return MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING[type(config)]
 
 
+# Modules inside the transformer's base model that only feed the classification head.
+HEAD_MODULES = ("pooler",)
+
+
+def in_body(name: str) -> bool:
+    """Whether a parameter of the base model (name relative to it, e.g. `pooler.dense.weight`,
+    `encoder.layer.0...`) belongs to the body. The pooler is part of the head: in BERT-style
+    models it only feeds the classifier, like the dense + tanh layer of RoBERTa's head."""
+    return name.split(".", 1)[0] not in HEAD_MODULES
+
+
 def body_prefix(model_dir: str | Path) -> str:
     """The attribute name of the body inside the sequence-classification model (`bert`, `roberta`, ...)."""
     from transformers import AutoConfig
@@ -53,7 +65,7 @@ def body_prefix(model_dir: str | Path) -> str:
 
 def pretrained_body(model_dir: str | Path) -> dict[str, torch.Tensor]:
     """The body every finetune starts from: the base model loaded exactly as `finetune` loads
-    it (sequence-classification class), its parameters in their canonical order."""
+    it (sequence-classification class), its body parameters (`in_body`) in their canonical order."""
     from transformers import AutoModelForSequenceClassification
 
     verify_checkpoint(model_dir, required=False)  # resources/base_model records its sha256
@@ -63,7 +75,7 @@ def pretrained_body(model_dir: str | Path) -> dict[str, torch.Tensor]:
     if missing:
         # Such parameters would be drawn at random by each finetune: no common reference.
         raise ValueError(f"{model_dir}: the checkpoint lacks body parameters {missing[:5]}; task vectors need them pretrained")
-    return {name: p.detach() for name, p in model.base_model.named_parameters()}
+    return {name: p.detach() for name, p in model.base_model.named_parameters() if in_body(name)}
 
 
 def checkpoint_body(model_dir: str | Path, names: Sequence[str], prefix: str | None = None) -> dict[str, torch.Tensor]:

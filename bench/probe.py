@@ -3,7 +3,7 @@
 Model: the real all-MiniLM-L6-v2 (fetched by package name, as the workflow does). Data:
 synthetic three-class texts (class-specific words among shared filler), 512 train / 256 test,
 max length 32. Ours: one forward pass over both splits, then the L2 logistic-regression probe
-(weightspace.loss.probe). Baseline: a new nn.Linear head on the first token, trained with AdamW
+with its penalty cross-validated on train over the default grid (weightspace.loss.calibrated_probe). Baseline: a new nn.Linear head on the first token, trained with AdamW
 (lr 1e-2, batch 32) through the frozen model, forward passes every epoch as a head trained
 through the model does, until its test loss is within 1% of ours (or --max-epochs).
 ratio = baseline time / our time (goal >= 5); both losses printed.
@@ -32,6 +32,9 @@ CLASS_WORDS = [
 ]
 
 
+GRID = [0.1, 0.3, 1, 3, 10, 30, 100, 300, 1000, 3000, 10000]  # the schema's default loss.l2_grid
+
+
 def texts(n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     rows = []
@@ -50,7 +53,7 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     from weightspace.finetune import collate, encode
-    from weightspace.loss import FeatureExtractor, probe
+    from weightspace.loss import FeatureExtractor, calibrated_probe
     from weightspace.sources import archive_of, extract_folder, fetch_package
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -62,7 +65,7 @@ def main() -> None:
 
         start = time.perf_counter()
         ex = FeatureExtractor(model_dir, 32)
-        ours = probe(ex.features(train), train["label"].to_numpy(), ex.features(test), test["label"].to_numpy())
+        ours = calibrated_probe(ex.features(train), train["label"].to_numpy(), ex.features(test), test["label"].to_numpy(), GRID, 5)
         ours_s = time.perf_counter() - start
 
         start = time.perf_counter()

@@ -110,7 +110,7 @@ def tiny_config(model: Path, files: dict[str, Path]) -> dict:
         },
         "flatten": {"chunk_size": 1024, "shard_size": 4096},
         "size_experiment": {"datasets": ["alpha", "beta"], "sizes": [12, 24], "seeds": [0]},
-        "loss": {"max_train": 24, "max_test": 12, "max_length": 16},
+        "loss": {"max_train": 24, "max_test": 12, "max_length": 16, "l2_grid": [0.1, 1.0, 10.0, 100.0], "cv_folds": 3},
         "paths": {
             "same_dataset": {"dataset": "alpha"},
             "same_family": {"datasets": ["alpha", "beta"], "max_pairs": 1},
@@ -122,7 +122,7 @@ def tiny_config(model: Path, files: dict[str, Path]) -> dict:
             "levels": {"dataset": {"groups": ["alpha"]}, "family": {"groups": ["things"]}, "general": {}},
             "bootstrap": 200,
             "chunk": 3,
-            "edges": {"region": "weather", "directions": 2, "distances": [1, 2]},
+            "edges": {"region": "weather", "directions": 2, "distances": [1, 2], "origin": ["zero", "pretrained"]},
         },
         "centroid": {"region": "general", "seeds": [0], "few_shot": 12, "finetune": {"lr": 1e-2, "max_steps": 8}},
         "geometry": {

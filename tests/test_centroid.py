@@ -23,11 +23,17 @@ def test_gain_table_on_hand_made_runs():
     assert list(table["dataset"]) == ["a", "b", "c"]
     assert table["gain"].tolist() == pytest.approx([10.0, 0.0, -5.0])
     assert table.loc[0, "pretrained"] == pytest.approx(55.0) and table.loc[0, "pretrained_sd"] == pytest.approx(7.0710678)
-    assert summary == {"datasets": 3, "mean_gain": pytest.approx(5 / 3), "wins": 1, "ties": 1, "losses": 1, "at_least_as_good": 2}
+    assert summary == {"datasets": 3, "informative": 3, "uninformative": 0, "mean_gain": pytest.approx(5 / 3), "mean_gain_all": pytest.approx(5 / 3),
+                       "wins": 1, "ties": 1, "losses": 1, "at_least_as_good": 2}
     md = table_markdown(table, summary, "T")
-    assert "| a | 55.00 ± 7.07 | 65.00 ± 7.07 | +10.00 |" in md and "2 of 3 datasets" in md
-    _, with_majority = gain_table(runs, {"a": 0.55, "b": 0.80, "c": 0.5})
-    assert with_majority["both_at_majority"] == 1  # b: both starts predict the majority class
+    assert "| a | 55.00 ± 7.07 | 65.00 ± 7.07 | +10.00 |" in md and "2 of 3 informative datasets" in md
+    # b: both starts predict the majority class, a tie that says nothing: left out of the headline
+    table, with_majority = gain_table(runs, {"a": 0.55, "b": 0.80, "c": 0.5})
+    assert with_majority["both_at_majority"] == with_majority["uninformative"] == 1 and with_majority["informative"] == 2
+    assert (with_majority["wins"], with_majority["ties"], with_majority["losses"], with_majority["at_least_as_good"]) == (1, 0, 1, 1)
+    assert with_majority["mean_gain"] == pytest.approx(2.5) and with_majority["mean_gain_all"] == pytest.approx(5 / 3)
+    assert table["informative"].tolist() == [True, False, True]
+    assert "1 of 2 informative datasets" in table_markdown(table, with_majority, "T")
     with pytest.raises(ValueError, match="missing"):
         gain_table(runs[runs["start"] == "pretrained"])
 
@@ -51,7 +57,9 @@ def test_bitfit_leaves_only_body_biases_and_the_head_trainable(tiny_assets):
     model = AutoModelForSequenceClassification.from_pretrained(tiny_assets["model"], num_labels=3)
     n = bitfit_trainable(model)
     trainable = {k for k, p in model.named_parameters() if p.requires_grad}
-    assert {k for k in trainable if k.startswith("bert.")} == {k for k, _ in model.named_parameters() if k.startswith("bert.") and k.endswith(".bias")}
+    body_biases = {k for k, _ in model.named_parameters() if k.startswith("bert.") and k.endswith(".bias") and not k.startswith("bert.pooler.")}
+    # the pooler (dense + tanh on [CLS]) only feeds the classifier: it is head, wholly trainable
+    assert {k for k in trainable if k.startswith("bert.")} == body_biases | {"bert.pooler.dense.weight", "bert.pooler.dense.bias"}
     assert {"classifier.weight", "classifier.bias"} <= trainable
     assert n == sum(p.numel() for k, p in model.named_parameters() if k in trainable)
     assert n < sum(p.numel() for p in model.parameters()) / 10
@@ -72,7 +80,11 @@ def test_centroid_is_the_hand_computed_mean_of_the_other_datasets_models(full_ru
     members = [load_file(str(full_run / f"results/models/beta/seed{s}/model.safetensors")) for s in (0, 1)]
     body_names = [k for k in centroid if "bert." + k in members[0]]
     assert len(body_names) == len([k for k in members[0] if k.startswith("bert.")])
+    pretrained = load_file(str(full_run / "resources/base_model/model.safetensors"))
     for k in body_names:
+        if k.startswith("pooler."):  # head, not body: the centroid keeps the pretrained pooler
+            assert torch.equal(centroid[k], pretrained[k]) and not torch.equal(centroid[k], members[0]["bert." + k]), k
+            continue
         mean = ((members[0]["bert." + k].double() + members[1]["bert." + k].double()) / 2).float()
         assert torch.allclose(centroid[k], mean, rtol=0, atol=1e-7), k
     AutoModel.from_pretrained(folder)  # a checkpoint from_pretrained loads
@@ -93,7 +105,7 @@ def test_bitfit_changes_biases_and_leaves_every_other_body_weight_bitwise(full_r
         assert body and set(body) <= set(before)
         biases = [k for k in body if k.endswith(".bias")]
         for k, v in body.items():
-            if not k.endswith(".bias"):
+            if not k.endswith(".bias") and not k.startswith("pooler."):  # the pooler is head: trained
                 assert torch.equal(v, before[k]), f"{regime}: {k} changed"
         assert sum(not torch.equal(body[k], before[k]) for k in biases) >= len(biases) // 2, f"{regime}: the biases did not train"
         metrics = json.loads((full_run / f"results/bitfit/{regime}/{start}/alpha/seed0/metrics.json").read_text())
@@ -110,5 +122,5 @@ def test_bitfit_tables_figures_and_summary(full_run):
         assert (full_run / f"results/figures/bitfit_gain_{regime}.png").stat().st_size > 5_000
         assert (full_run / f"results/tables/bitfit_{regime}.csv.provenance.json").is_file()
     summary = (full_run / "results/summary.md").read_text()
-    assert "| centroid >= pretrained (BitFit), full | 11 of 12 datasets |" in summary
+    assert "| centroid >= pretrained (BitFit), full | 11 of 12 datasets |" in summary and "informative datasets" in summary
     assert "| centroid gain (BitFit), few-shot | +10.66 |" in summary

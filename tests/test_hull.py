@@ -143,20 +143,53 @@ def test_edge_points_lie_at_the_requested_distances(tmp_path):
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
-        placed = edge_points(members, radius, centre_norm, [0.5, 2.0], 2, seed=0)
-        centre = flat(materialize(placed[0][2], pretrained, "x."))
+        centre = flat(materialize(Point.combination([f"results/models/m/seed{s}" for _, s in members], [1 / 3] * 3), pretrained, "x."))
+        weight_norm = float(centre.norm())
+        # distances in radii: 0.5 and 2 lie short of the pretrained model only if it is far enough
+        end = centre_norm / radius
+        distances = [end / 4, end / 2, 2 * end]
+        placed = edge_points(members, radius, centre_norm, weight_norm, distances, 2, seed=0, origins=("zero", "pretrained"))
         assert placed[0][:2] == ("centroid", 0.0)
+        assert torch.equal(flat(materialize(placed[0][2], pretrained, "x.")), centre)
         for kind, dist, point in placed[1:]:
             x = flat(materialize(point, pretrained, "x."))
             assert float((x - centre).norm()) == pytest.approx(dist * radius, rel=1e-5)
-            if kind == "origin":  # on the segment toward the pretrained model
+            if kind == "toward zero":  # the centroid scaled down: (1 - s) * centroid
+                s = dist * radius / weight_norm
+                assert torch.allclose(x, (1 - s) * centre, rtol=0, atol=1e-5)
+            if kind == "toward pretrained":  # on the segment toward the pretrained model, never past it
                 to_origin = flat(pretrained) - centre
                 cos = float((x - centre) @ to_origin / ((x - centre).norm() * to_origin.norm()))
                 assert cos == pytest.approx(1.0, abs=1e-6)
+                assert float((x - centre).norm()) <= float(to_origin.norm()) * (1 + 1e-9)
     finally:
         os.chdir(cwd)
     kinds = [k for k, _, _ in placed]
-    assert kinds.count("origin") == 2 and kinds.count("random 0") == 2 and kinds.count("random 1") == 2
+    assert kinds.count("random 0") == 3 and kinds.count("random 1") == 3
+    # toward zero: the zero vector is far (||centroid|| >> 2 end), so all three distances
+    assert kinds.count("toward zero") == 3
+    # toward the pretrained model: end / 4, end / 2, then the pretrained model itself (2 end left out)
+    toward = [(d, p) for k, d, p in placed if k == "toward pretrained"]
+    assert [d for d, _ in toward] == pytest.approx([end / 4, end / 2, end])
+    reached = toward[-1][1]
+    assert reached.pretrained == 1.0 and all(c == 0.0 for _, c in reached.coefficients)
+    with pytest.raises(ValueError, match="origin"):
+        edge_points(members, radius, centre_norm, weight_norm, [1.0], 1, seed=0, origins=("north",))
+
+
+def test_capped_sets_are_stratified_by_dataset():
+    from weightspace.hull import _capped
+
+    members = [(d, s) for d in ("a", "b", "c") for s in range(5)] + [("d", 0)]
+    for seed in range(20):
+        picked = _capped(members, 4, "general/general/in", seed)
+        assert len(picked) == 4 and {d for d, _ in picked} == {"a", "b", "c", "d"}
+        assert picked == sorted(picked, key=members.index)  # original order
+        six = _capped(members, 6, "general/general/in", seed)
+        counts = pd.Series([d for d, _ in six]).value_counts()
+        assert counts.max() - counts[counts.index != "d"].min() <= 1 and counts["d"] == 1
+    assert _capped(members, 5, "k", 0) == _capped(members, 5, "k", 0)
+    assert _capped(members, 5, "k", 0) != _capped(members, 5, "k", 1) or _capped(members, 5, "k", 2) != _capped(members, 5, "k", 0)
 
 
 @pytest.mark.slow
@@ -184,7 +217,11 @@ def test_hull_tables_figures_and_an_independently_rescored_in_prime_point(full_r
         assert (full_run / f"results/figures/{name}.png").stat().st_size > 10_000
         assert (full_run / f"results/figures/{name}.png.provenance.json").is_file()
     edges = pd.read_parquet(full_run / "results/hull/edges.parquet")
-    assert set(edges["kind"]) == {"centroid", "origin", "random 0", "random 1"} and (edges["radius"] > 0).all()
+    assert set(edges["kind"]) == {"centroid", "toward zero", "toward pretrained", "random 0", "random 1"} and (edges["radius"] > 0).all()
+    for table in [*tables.values(), edges]:
+        assert {"loss", "prior_loss", "accuracy", "majority_accuracy", "regularization"} <= set(table.columns)
+        assert table["regularization"].isin(tiny_assets["config"]["loss"]["l2_grid"]).all()
+    assert np.allclose(edges["distance_fraction_of_centroid_norm"], edges["distance"] * edges["radius"] / edges["centroid_norm"])
 
     # Re-score the first In' point by hand: its recorded weights, the checkpoints, the probe.
     row = tables[("general", "general", "in_prime")].iloc[0]
@@ -197,5 +234,7 @@ def test_hull_tables_figures_and_an_independently_rescored_in_prime_point(full_r
     body = {k: body[k].float() for k in pretrained_body("resources/base_model")}
     train = subsample(pd.read_parquet(f"results/data/{row['target']}/train.parquet"), 24, f"{row['target']}/train")
     test = subsample(pd.read_parquet(f"results/data/{row['target']}/test.parquet"), 12, f"{row['target']}/test")
-    out = generalized_loss(body, "resources/base_model", train, test, max_length=16)
+    spec = tiny_assets["config"]["loss"]
+    out = generalized_loss(body, "resources/base_model", train, test, max_length=16, grid=spec["l2_grid"], folds=spec["cv_folds"])
     assert out["loss"] == pytest.approx(row["loss"], rel=1e-5)
+    assert out["regularization"] == row["regularization"] and out["prior_loss"] == pytest.approx(row["prior_loss"], rel=1e-12)

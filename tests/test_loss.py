@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from weightspace.io import sha256_file, write_json
 
-from weightspace.loss import probe
+from weightspace.loss import calibrated_probe, cross_validated_l2, prior_loss, probe
 from weightspace.points import Point, RandomDirection, materialize
 
 
@@ -34,6 +34,45 @@ def test_probe_shuffled_labels_give_chance_loss():
     out = probe(x[:600], y[:600], x[600:], y[600:], l2=10.0)
     assert out["loss"] == pytest.approx(math.log(3), abs=0.05)
     assert 0.25 < out["accuracy"] < 0.42
+
+
+def test_prior_loss_is_the_train_prior_scored_on_test():
+    train_y = np.array([0, 0, 0, 1])  # prior 3/4, 1/4
+    test_y = np.array([0, 1, 1, 2])  # class 2 never seen in train: probability 1e-12
+    ref = prior_loss(train_y, test_y)
+    assert ref["prior_loss"] == pytest.approx(-(math.log(0.75) + 2 * math.log(0.25) + math.log(1e-12)) / 4)
+    assert ref["majority_accuracy"] == 0.25
+    x, y = _blobs(200, 2, 1.0, 3)
+    out = probe(x[:100], y[:100], x[100:], y[100:])
+    assert out["prior_loss"] == pytest.approx(math.log(2)) and out["majority_accuracy"] == 0.5 and out["regularization"] == 1.0
+
+
+GRID = [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0]
+
+
+def test_cross_validation_penalises_noise_and_frees_signal():
+    # pure noise in 40 dimensions, 60 examples: the strongest penalty wins (near the prior)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(120, 40)), np.arange(120) % 2
+    l2, losses = cross_validated_l2(x[:60], y[:60], GRID, 5)
+    assert l2 >= 1000.0 and len(losses) == len(GRID)
+    noisy = calibrated_probe(x[:60], y[:60], x[60:], y[60:], GRID, 5)
+    weak = probe(x[:60], y[:60], x[60:], y[60:], l2=0.01)
+    assert noisy["loss"] < weak["loss"] and noisy["loss"] == pytest.approx(noisy["prior_loss"], abs=0.05)
+    # well separated classes: a weak penalty wins
+    x, y = _blobs(200, 3, 20.0, 4)
+    assert cross_validated_l2(x[:100], y[:100], GRID, 5)[0] <= 1.0
+
+
+def test_the_probe_never_looks_at_the_test_labels_to_choose_its_penalty():
+    x, y = _blobs(240, 3, 1.5, 5)
+    train_x, train_y, test_x, test_y = x[:120], y[:120], x[120:], y[120:]
+    honest = calibrated_probe(train_x, train_y, test_x, test_y, GRID, 5)
+    shuffled_y = np.random.default_rng(6).permutation(test_y)
+    shuffled = calibrated_probe(train_x, train_y, test_x, shuffled_y, GRID, 5)
+    assert shuffled["regularization"] == honest["regularization"]
+    assert shuffled["loss"] > honest["loss"]  # the test labels do matter for the score itself
+    assert calibrated_probe(train_x, train_y, test_x[::-1], test_y[::-1], GRID, 5)["regularization"] == honest["regularization"]
 
 
 def test_probe_is_deterministic():

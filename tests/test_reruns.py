@@ -37,7 +37,7 @@ def centroid_starts(*datasets: str) -> set[tuple[str, str]]:
 ALL_HULL = hull_jobs(*(f"{lv}/{g}/{s}" for lv, g in HULL_GROUPS for s in ("in", "in_prime", "ex")))
 AGGREGATES = {
     ("zoo", ""), ("finetune_summary", ""), ("gram", ""), ("summary", ""), ("all", ""), ("path_stats", ""),
-    ("hull_stats", ""), ("edges", ""), ("bitfit_table", "regime=full"), ("bitfit_table", "regime=few_shot"),
+    ("hull_stats", ""), ("edges", ""), ("calibration", ""), ("bitfit_table", "regime=full"), ("bitfit_table", "regime=few_shot"),
     ("gram_part", "part=0"), ("gram_part", "part=1"), ("gram_part", "part=2"),
 } | {("cluster", f"grouping={g}") for g in GROUPINGS} | FIGURES
 
@@ -75,8 +75,10 @@ def test_adding_a_seed_runs_only_its_models_and_the_aggregates(run_copy):
     work, config = run_copy
     config["zoo"]["seeds"] = [0, 1, 2]
     expected = {(rule, f"dataset={d}, seed=2") for rule in ("finetune", "flatten") for d in ("alpha", "beta")}
-    # alpha's seed pairs grow from (0, 1) to (0, 1), (0, 2), (1, 2): two new path jobs
-    expected |= {("path", "pairset=same_dataset, pair=1"), ("path", "pairset=same_dataset, pair=2")}
+    # each target's calibration gains a model, so its L2 strength may change: every loss job
+    # scored on alpha or beta reruns (alpha's seed pairs also grow from (0, 1) to three)
+    expected |= {("calibrate", f"dataset={d}") for d in ("alpha", "beta")}
+    expected |= {("path", f"pairset=same_dataset, pair={i}") for i in range(3)} | {("path", "pairset=same_family, pair=0")}
     expected |= ALL_HULL  # every hull set gains a model (In, or Ex, or In's norms for the random directions)
     expected |= centroid_starts("alpha", "beta")  # each centroid averages one more model; BitFit from the pretrained model stays
     assert planned(work, config) == expected | AGGREGATES
@@ -95,10 +97,12 @@ def test_one_datasets_hyperparameter_reruns_its_models_and_downstream(run_copy):
     beta = [("beta", 0), ("beta", 1), ("beta_n12", 0), ("beta_n24", 0)]
     expected = {(rule, f"dataset={d}, seed={s}") for rule in ("finetune", "flatten") for d, s in beta}
     expected |= {("path", "pairset=same_family, pair=0")}  # alpha-s0 x beta-s0; the alpha pair stays
-    # hull sets holding a beta model (or, for the random directions, the norms of In); alpha's In,
-    # alpha's In' and the family level's Ex (alpha's models) stay
+    expected |= {("calibrate", "dataset=beta")}  # beta's L2 strength is chosen on beta's models
+    # hull sets holding a beta model (or, for the random directions, the norms of In) or scored
+    # on beta (the family level's Ex: alpha's models, scored on beta); alpha's In and In' stay
     expected |= centroid_starts("alpha")  # alpha's centroid averages beta's models; beta's averages alpha's
-    expected |= hull_jobs("dataset/alpha/ex", "family/things/in", "family/things/in_prime", "general/general/in", "general/general/in_prime", "general/general/ex")
+    expected |= hull_jobs("dataset/alpha/ex", "family/things/in", "family/things/in_prime", "family/things/ex",
+                          "general/general/in", "general/general/in_prime", "general/general/ex")
     assert planned(work, config) == expected | AGGREGATES
 
     # And for real, up to the zoo: alpha's models stay untouched, beta's are retrained with the

@@ -62,7 +62,8 @@ def test_parquet_weights_reconstruct_the_checkpoint_body_exactly(full_run):
         state = load_file(str(full_run / f"results/models/{dataset}/seed{seed}/model.safetensors"))
         flat = FlatWeights(full_run / f"results/weights/{dataset}/seed{seed}")
         body = flat.body()
-        assert set(body) == {k.removeprefix("bert.") for k in state if k.startswith("bert.")}
+        # the body: everything below the head; BERT's pooler feeds only the classifier (head)
+        assert set(body) == {k.removeprefix("bert.") for k in state if k.startswith("bert.") and not k.startswith("bert.pooler.")}
         assert not any(k.startswith("classifier") for k in body)  # the head is not part of the weight vector
         for name, tensor in body.items():
             assert torch.equal(tensor, state["bert." + name]), name
@@ -154,6 +155,9 @@ BAD_CONFIGS = [
     (lambda c: c["centroid"].update(region="nli"), "centroid.region"),
     (lambda c: c["hull"]["edges"].update(distances=[0, 1]), "hull.edges.distances.0"),
     (lambda c: c["hull"].update(max_points="all"), "hull.max_points"),
+    (lambda c: c["hull"]["edges"].update(origin="north"), "hull.edges.origin"),
+    (lambda c: c["loss"].update(l2=1.0), "loss.l2"),  # the fixed penalty became a cross-validated grid
+    (lambda c: c["loss"].update(choose="per_model"), "loss.choose"),
     (lambda c: c["geometry"]["groupings"]["family"].update(groups=["weather", "sports"]), "geometry.groupings.family.groups"),
 ]
 
@@ -299,8 +303,7 @@ def test_paths_tables_figures_and_an_independently_rescored_point(full_run, tiny
 
     import pandas as pd
 
-    from weightspace.loss import generalized_loss
-    from weightspace.paths import subsample
+    from weightspace.loss import generalized_loss, subsample
     from weightspace.weights import pretrained_body
 
     same = pd.read_parquet(full_run / "results/paths/same_dataset/pair0.parquet")
@@ -324,6 +327,47 @@ def test_paths_tables_figures_and_an_independently_rescored_point(full_run, tiny
     body = {n: (0.5 * a["bert." + n].double() + 0.5 * b["bert." + n].double()).float() for n in names}
     train = subsample(pd.read_parquet(full_run / "results/data/alpha/train.parquet"), 24, "alpha/train")
     test = subsample(pd.read_parquet(full_run / "results/data/alpha/test.parquet"), 12, "alpha/test")
-    out = generalized_loss(body, str(full_run / "resources/base_model"), train, test, max_length=16)
+    spec = tiny_assets["config"]["loss"]
+    out = generalized_loss(body, str(full_run / "resources/base_model"), train, test, max_length=16, grid=spec["l2_grid"], folds=spec["cv_folds"])
     row = same[same["alpha"] == 0.5].iloc[0]
     assert out["loss"] == pytest.approx(row["loss"], rel=1e-6) and out["accuracy"] == row["accuracy"]
+    assert out["regularization"] == row["regularization"] and out["prior_loss"] == row["prior_loss"]
+    # every loss row stands beside its reference, the same for every alpha of a target
+    assert {"prior_loss", "majority_accuracy", "regularization"} <= set(same.columns)
+    assert same.groupby("target")["prior_loss"].nunique().eq(1).all() and same["regularization"].isin(spec["l2_grid"]).all()
+    assert stats["same_dataset"]["prior_loss"] == pytest.approx(float(same["prior_loss"].iloc[0]))
+
+
+def test_calibration_table_scores_every_zoo_model_on_its_own_dataset(full_run, tiny_assets):
+    import pandas as pd
+
+    from weightspace.loss import prior_loss, subsample
+
+    table = pd.read_csv(full_run / "results/loss/calibration.csv")
+    assert list(table.columns[:7]) == ["model_id", "dataset", "loss", "prior_loss", "accuracy", "majority_accuracy", "regularization"]
+    assert sorted(table["model_id"]) == ["alpha-s0", "alpha-s1", "beta-s0", "beta-s1"]
+    assert (table["beats_prior"] == (table["loss"] < table["prior_loss"])).all()
+    for dataset, rows in table.groupby("dataset"):
+        train = subsample(pd.read_parquet(full_run / f"results/data/{dataset}/train.parquet"), 24, f"{dataset}/train")
+        test = subsample(pd.read_parquet(full_run / f"results/data/{dataset}/test.parquet"), 12, f"{dataset}/test")
+        ref = prior_loss(train["label"].to_numpy(), test["label"].to_numpy())
+        assert rows["prior_loss"].to_numpy() == pytest.approx(ref["prior_loss"]) and rows["majority_accuracy"].to_numpy() == pytest.approx(ref["majority_accuracy"])
+    assert (full_run / "results/loss/calibration.csv.provenance.json").is_file()
+    summary = (full_run / "results/summary.md").read_text()
+    assert f"| instrument: zoo models whose generalized loss beats the prior predictor on their own dataset | every model | {int(table['beats_prior'].sum())} of 4 |" in summary
+    # loss rows scored on a dataset where the instrument fails its reference say so
+    failing = set(table.loc[~table["beats_prior"], "dataset"])
+    rows = json.loads((full_run / "results/summary.json").read_text())["rows"]
+    loss_rows = [r for r in rows if "pairs:" in r["claim"] or r["claim"].startswith(("PB(", "edges"))]
+    assert len(loss_rows) >= 6
+    pb = pd.read_csv(full_run / "results/tables/probability_of_better.csv")
+    level_targets = {lv: set(" ".join(pb[pb["level"] == lv]["targets"]).split()) for lv in set(pb["level"])}
+    edges_targets = set(pd.read_parquet(full_run / "results/hull/edges.parquet")["target"])
+    for r in loss_rows:
+        if "pairs:" in r["claim"]:
+            targets = set(r["note"].split("targets ", 1)[1].split(";")[0].split(", "))
+        elif r["claim"].startswith("PB("):
+            targets = level_targets[r["claim"].rsplit(", ", 1)[1].split(" ")[0]]
+        else:
+            targets = edges_targets
+        assert r["note"].startswith("UNCALIBRATED instrument on") == bool(failing & targets), (r, failing)

@@ -75,6 +75,8 @@ def _message(error: jsonschema.ValidationError) -> ConfigError:
         return ConfigError(key, f"{error.instance!r} is malformed: {hint}")
     if error.validator == "required":
         return ConfigError(key, error.message.replace("property", "key"))
+    if error.validator == "oneOf" and error.schema.get("description"):
+        return ConfigError(key, f"{error.instance!r} is not allowed here: {' '.join(error.schema['description'].split())}")
     return ConfigError(key, error.message)
 
 
@@ -277,8 +279,14 @@ def _check_paths(config: dict) -> None:
         for i, d in enumerate(block.get("datasets", [])):
             if d not in zoo:
                 raise ConfigError(f"paths.{key}.datasets.{i}", f"{d!r} is not finetuned (zoo.datasets)")
-        if block.get("targets") is not None and block["targets"] not in all_families:
-            raise ConfigError(f"paths.{key}.targets", f"no finetuned dataset belongs to {block['targets']!r}; families: {sorted(all_families)}")
+        targets = block.get("targets")
+        if isinstance(targets, list):
+            main = set(main_datasets(config))
+            for i, d in enumerate(targets):
+                if d not in main:
+                    raise ConfigError(f"paths.{key}.targets.{i}", f"{d!r} is not a finetuned dataset (zoo.datasets)")
+        elif targets is not None and targets not in all_families:
+            raise ConfigError(f"paths.{key}.targets", f"no finetuned dataset belongs to {targets!r}; families: {sorted(all_families)}")
         if key == "same_family" and block:
             a, b = block["datasets"]
             if not families[a] & families[b] and block.get("targets") is None:

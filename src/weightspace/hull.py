@@ -8,9 +8,10 @@ moved along a Xavier-like random direction rescaled to In's mean task-vector nor
 is its generalized loss averaged over the group's scored datasets. Every point is a
 weightspace.points.Point, scored by weightspace.loss.score_points like every other point.
 
-Edges (Fig. 11): from a region's centroid, points along seeded random directions and toward the
-origin of task-vector space (the pretrained model) [choice], at distances in units of the
-finetuned models' mean distance from the centroid.
+Edges (Fig. 11): from a region's centroid, points along seeded random directions and toward
+the origin, read both ways (methods.md §7: the zero vector of weight space, or the pretrained
+model, the origin of task-vector space), at distances in units of the finetuned models' mean
+distance from the centroid.
 """
 
 from __future__ import annotations
@@ -89,11 +90,24 @@ def _members(config: Mapping[str, Any], datasets: Sequence[str]) -> list[Member]
 
 
 def _capped(members: list[Any], cap: int | None, key: str, seed: int) -> list[Any]:
-    """A seeded subsample of at most `cap` members, in their original order."""
+    """A seeded subsample of at most `cap` members (dataset, seed), stratified by dataset:
+    members are drawn round-robin over the datasets (each dataset's own members in a seeded
+    order, the datasets' turn order seeded too), so every dataset is represented whenever
+    `cap` is at least the number of datasets. Returned in the members' original order."""
     if cap is None or len(members) <= cap:
         return list(members)
     rng = np.random.default_rng(derive_seed(key, seed, "hull-cap"))
-    return [members[i] for i in sorted(rng.choice(len(members), cap, replace=False))]
+    by_dataset: dict[Any, list[int]] = {}
+    for i, m in enumerate(members):
+        by_dataset.setdefault(m[0], []).append(i)
+    queues = [list(rng.permutation(idx)) for idx in by_dataset.values()]
+    turn = list(rng.permutation(len(queues)))
+    picked: list[int] = []
+    while len(picked) < cap:
+        for q in turn:
+            if queues[q] and len(picked) < cap:
+                picked.append(int(queues[q].pop(0)))
+    return [members[i] for i in sorted(picked)]
 
 
 def hull_groups(config: Mapping[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -177,32 +191,63 @@ def edge_region(config: Mapping[str, Any]) -> dict[str, Any]:
     return {"region": region, "members": _members(config, datasets), "targets": scored}
 
 
-def edge_points(members: Sequence[Member], radius: float, centre_norm: float, distances: Sequence[float], directions: int, seed: int) -> list[tuple[str, float, Point]]:
+ORIGINS = ("zero", "pretrained")
+
+
+def edge_points(
+    members: Sequence[Member], radius: float, centre_norm: float, centroid_weight_norm: float,
+    distances: Sequence[float], directions: int, seed: int, origins: Sequence[str] = ("zero",),
+) -> list[tuple[str, float, Point]]:
     """(kind, distance in radii, point): the centroid (distance 0), then for each distance the
-    points `distance * radius` away along each random direction ("random k") and toward the
-    pretrained model ("origin"; past it when the distance exceeds the centroid's norm)."""
+    points `distance * radius` away from it along each random direction ("random k") and
+    toward each origin of `origins` (methods.md §7):
+    - "toward zero": the centroid scaled down, (1 - s) * centroid with s = distance * radius /
+      ||centroid||, the literal origin of weight space (`centroid_weight_norm` = ||centroid||);
+      never past the zero vector.
+    - "toward pretrained": toward the pretrained model, the origin of task-vector space
+      (`centre_norm` = the centroid's distance from it); never past it: distances beyond it
+      are left out and the pretrained model itself is the last point, at its own distance
+      (likewise the zero vector, when a distance reaches it).
+    `radius` is the finetuned models' mean distance from the centroid."""
+    unknown = [o for o in origins if o not in ORIGINS]
+    if unknown:
+        raise ValueError(f"hull.edges.origin: unknown {unknown}; choose from {ORIGINS}")
     folders = [model_folder(m) for m in members]
     n = len(folders)
     centre = Point.combination(folders, [1.0 / n] * n, label="centroid")
     out = [("centroid", 0.0, centre)]
+    ends = {"zero": centroid_weight_norm, "pretrained": centre_norm}
     for d in distances:
         for k in range(directions):
             direction = RandomDirection(derive_seed("edges", seed * 100003 + k, "direction"), d * radius)
             out.append((f"random {k}", float(d), Point(centre.coefficients, 0.0, direction, label=f"random {k} at {d:g}")))
-        s = d * radius / centre_norm
-        out.append(("origin", float(d), Point(tuple((f, (1 - s) / n) for f in folders), s, None, label=f"origin at {d:g}")))
+    for origin in origins:
+        end = ends[origin] / radius  # the origin's distance from the centroid, in radii
+        steps = [float(d) for d in distances if d < end] + ([end] if max(distances) >= end else [])
+        for d in steps:
+            s = min(d / end, 1.0)
+            keep = 0.0 if origin == "zero" else s
+            label = f"toward {origin} at {d:g}" + (" (reached)" if s == 1.0 else "")
+            out.append((f"toward {origin}", d, Point(tuple((f, (1 - s) / n) for f in folders), keep, None, label=label)))
     return out
 
 
 def point_losses(table: pd.DataFrame) -> pd.DataFrame:
-    """Per point of a hull table: loss and accuracy averaged over the group's scored datasets."""
+    """Per point of a hull table: loss, accuracy and their references (the prior predictor's
+    loss, the majority class's accuracy) averaged over the group's scored datasets."""
     keys = ["level", "group", "set", "point"]
-    return table.groupby(keys, as_index=False, sort=False)[["loss", "accuracy"]].mean()
+    return table.groupby(keys, as_index=False, sort=False)[["loss", "accuracy", "prior_loss", "majority_accuracy"]].mean()
+
+
+def _mean_of(losses: pd.DataFrame, groups: Sequence[str], which: str, column: str) -> float:
+    return float(losses[losses["group"].isin(groups) & (losses["set"] == which)][column].mean())
 
 
 def hull_statistics(table: pd.DataFrame, resamples: int, seed: int) -> list[dict[str, Any]]:
     """PB(A, B) for (In', Ex), (In', In), (In, Ex) per level (pooled over the level's groups)
-    and per group, with percentile bootstrap intervals."""
+    and per group, with percentile bootstrap intervals; the mean losses and accuracies of A
+    and B beside their references (the prior predictor's loss and the majority class's
+    accuracy, averaged over the groups)."""
     losses = point_losses(table)
     rows = []
     for level in [lv for lv in LEVELS if lv in set(losses["level"])]:
@@ -225,6 +270,11 @@ def hull_statistics(table: pd.DataFrame, resamples: int, seed: int) -> list[dict
                     "pairs": int(sum(len(x) * len(y) for x, y in pairs)),
                     "loss_a": float(np.mean(np.concatenate([x for x, _ in pairs]))),
                     "loss_b": float(np.mean(np.concatenate([y for _, y in pairs]))),
+                    "prior_loss": float(sub[sub["group"].isin(gs)].groupby("group")["prior_loss"].first().mean()),
+                    "accuracy_a": _mean_of(sub, gs, a, "accuracy"),
+                    "accuracy_b": _mean_of(sub, gs, b, "accuracy"),
+                    "majority_accuracy": float(sub[sub["group"].isin(gs)].groupby("group")["majority_accuracy"].first().mean()),
+                    "targets": " ".join(sorted(set(table[(table["level"] == level) & table["group"].isin(gs)]["target"]))),
                 })
     return rows
 
@@ -248,9 +298,20 @@ def plot_hull(table: pd.DataFrame, stats: Sequence[Mapping[str, Any]], style: st
         sub = losses[losses["level"] == level]
         sns.boxplot(data=sub, x="group", y="loss", hue="set", hue_order=order, palette=palette, ax=ax, fliersize=0, linewidth=0.8)
         sns.stripplot(data=sub, x="group", y="loss", hue="set", hue_order=order, palette=palette, ax=ax, dodge=True, size=2.5, edgecolor="0.2", linewidth=0.3, legend=False)
+        groups = list(dict.fromkeys(sub["group"]))
+        for k, g in enumerate(groups):
+            rows = sub[sub["group"] == g]
+            ax.hlines(float(rows["prior_loss"].iloc[0]), k - 0.45, k + 0.45, color="0.25", linestyle=":", linewidth=1.0,
+                      label="prior predictor" if k == 0 else None)
+        in_loss = sub[sub["set"] == SET_LABELS["in"]].groupby("group")["loss"].mean()
+        prior = sub.groupby("group")["prior_loss"].first()
+        failing = [g for g in groups if not in_loss.get(g, -np.inf) < prior[g]]
+        if failing:
+            ax.text(0.02, 0.98, f"instrument fails its reference: In not below\nthe prior loss ({', '.join(failing)})",
+                    transform=ax.transAxes, va="top", ha="left", fontsize=6, color="firebrick")
         pb = {(s["a"], s["b"]): s["pb"] for s in stats if s["level"] == level and s["group"] == "all"}
         text = "  ".join(f"PB({SET_LABELS[a]}>{SET_LABELS[b]})={pb[(a, b)]:.0%}" for a, b in COMPARISONS if (a, b) in pb)
-        ax.set_title(f"{level} level\n{text}", fontsize=7)
+        ax.set_title(f"{level} level (dotted: prior loss {', '.join(f'{p:.2f}' for p in prior[groups])})\n{text}", fontsize=7)
         ax.set_xlabel("")
         ax.set_ylabel("generalized loss (mean over the group's datasets)")
         ax.legend(fontsize=6, frameon=False)
@@ -260,27 +321,39 @@ def plot_hull(table: pd.DataFrame, stats: Sequence[Mapping[str, Any]], style: st
 
 def plot_edges(table: pd.DataFrame, style: str = "whitegrid", palette: str = "colorblind"):
     """Fig. 11: the loss from the centroid along random directions (mean +- sd over
-    directions) and toward the origin, against the distance in units of the finetuned models'
-    mean distance from the centroid (dashed line: 1)."""
+    directions) and toward each origin read (the zero vector, the pretrained model), against
+    the distance in units of the finetuned models' mean distance from the centroid (dashed
+    line: 1), with the prior predictor's loss (dotted)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import seaborn as sns
 
+    from .figures import draw_prior
+
     sns.set_theme(style=style, context="paper")
-    per_point = table.groupby(["kind", "distance", "point"], as_index=False)["loss"].mean()
+    per_point = table.groupby(["kind", "distance", "point"], as_index=False)[["loss", "prior_loss"]].mean()
     centre = per_point[per_point["kind"] == "centroid"]["loss"].mean()
-    per_point["way"] = np.where(per_point["kind"].str.startswith("random"), "random directions", "toward the origin")
-    colours = sns.color_palette(palette, 2)
-    fig, ax = plt.subplots(figsize=(4.2, 3.2))
-    for colour, way in zip(colours, ("random directions", "toward the origin")):
+    per_point["way"] = np.where(per_point["kind"].str.startswith("random"), "random directions", per_point["kind"])
+    ways = ["random directions"] + [w for w in ("toward zero", "toward pretrained") if w in set(per_point["way"])]
+    colours = sns.color_palette(palette, len(ways))
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    for colour, way in zip(colours, ways):
         c = per_point[per_point["way"] == way].groupby("distance")["loss"].agg(["mean", "std"]).fillna(0.0)
         c.loc[0.0] = [centre, 0.0]
         c = c.sort_index()
         ax.plot(c.index, c["mean"], marker="o", ms=3, color=colour, label=way)
         ax.fill_between(c.index, c["mean"] - c["std"], c["mean"] + c["std"], color=colour, alpha=0.25, linewidth=0)
+        if way == "toward pretrained":  # the last point is the pretrained model itself
+            ax.annotate("pretrained model", (c.index[-1], c["mean"].iloc[-1]), textcoords="offset points", xytext=(4, -8), fontsize=6, color=colour)
     ax.axvline(1.0, color="0.4", linestyle="--", linewidth=0.8)
+    draw_prior(ax, float(per_point["prior_loss"].mean()), float(centre), what="the centroid")
+    if "centroid_norm" in table:
+        f = float(table["radius"].iloc[0] / table["centroid_norm"].iloc[0])
+        top = ax.secondary_xaxis("top", functions=(lambda x: x * f, lambda x: x / f))
+        top.set_xlabel("distance as a fraction of the centroid's norm", fontsize=7)
+        top.tick_params(labelsize=6)
     ax.set_xlabel("distance from the centroid (mean model distance = 1)")
     ax.set_ylabel("generalized loss (mean over the region's datasets)")
     ax.legend(frameon=False, fontsize=7)

@@ -81,39 +81,78 @@ class Point:
         return json.dumps(self.to_json(), sort_keys=True)
 
 
+def accumulate(
+    points: Sequence[Point],
+    pretrained: Mapping[str, torch.Tensor],
+    prefix: str,
+    loaded: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+    buffers: Sequence[dict[str, torch.Tensor]] | None = None,
+) -> list[dict[str, torch.Tensor]]:
+    """The points' body tensors in float64, names as in `pretrained` (the pretrained body),
+    written into `buffers` (one float64 body per point, reused across calls) when given.
+
+    Every checkpoint the points combine is read once for all of them (memory-mapped
+    model.safetensors), or taken from `loaded` (folder -> body, from weights.checkpoint_body)
+    when there, and converted to float64 once. Terms are accumulated checkpoint by checkpoint in
+    order of first appearance, each formed as `coef * tensor` and then added (two roundings), so
+    a point's weights do not depend on which other points share the call. Memory: one float64
+    body per point plus one checkpoint and one scratch tensor.
+    """
+    from .weights import checkpoint_body
+
+    names = list(pretrained)
+    if buffers is None:
+        buffers = [{n: torch.empty(t.shape, dtype=torch.float64) for n, t in pretrained.items()} for _ in points]
+    accs = list(buffers[: len(points)])
+    # whether a point's accumulator holds a term yet: the first term is written, not added, so
+    # a point without a pretrained term needs no zeroing pass (0 + x == x exactly)
+    started = [p.pretrained != 0.0 for p in points]
+    if any(started):
+        for n, t in pretrained.items():
+            t64 = t.to(torch.float64)
+            for p, acc, go in zip(points, accs, started):
+                if go:
+                    torch.mul(t64, p.pretrained, out=acc[n])
+    scratch = torch.empty(max(t.numel() for t in pretrained.values()), dtype=torch.float64)
+    folders = list(dict.fromkeys(f for p in points for f, _ in p.coefficients))
+    for folder in folders:
+        body = loaded[folder] if loaded is not None and folder in loaded else checkpoint_body(folder, names, prefix)
+        users = []  # (point, coefficient, whether the term is added to earlier ones)
+        for i, p in enumerate(points):
+            for f, coef in p.coefficients:
+                if f == folder:
+                    users.append((i, coef, started[i]))
+                    started[i] = True
+        for n in names:
+            b64 = body[n].to(torch.float64)
+            for i, coef, add in users:
+                if add:
+                    tmp = scratch[: b64.numel()].view(b64.shape)
+                    torch.mul(b64, coef, out=tmp)
+                    accs[i][n].add_(tmp)
+                else:
+                    torch.mul(b64, coef, out=accs[i][n])
+        del body
+    shapes = {k: tuple(v.shape) for k, v in pretrained.items()}
+    for p, acc, go in zip(points, accs, started):
+        if not go:  # no term at all: the zero vector
+            for t in acc.values():
+                t.zero_()
+        if p.direction is not None:
+            for n, t in p.direction.draw(shapes).items():
+                acc[n] += t
+    return accs
+
+
 def materialize_many(
     points: Sequence[Point],
     pretrained: Mapping[str, torch.Tensor],
     prefix: str,
     loaded: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
 ) -> list[dict[str, torch.Tensor]]:
-    """The points' body tensors (float32), names as in `pretrained` (the pretrained body).
-
-    Every checkpoint the points combine is read once for all of them (memory-mapped
-    model.safetensors), or taken from `loaded` (folder -> body, from weights.checkpoint_body)
-    when there. Terms are accumulated in float64, checkpoint by checkpoint in order of first
-    appearance, so a point's weights do not depend on which other points share the call.
-    Memory: one float64 body per point plus one checkpoint.
-    """
-    from .weights import checkpoint_body
-
-    names = list(pretrained)
-    accs = [{n: t.to(torch.float64) * p.pretrained for n, t in pretrained.items()} for p in points]
-    folders = list(dict.fromkeys(f for p in points for f, _ in p.coefficients))
-    for folder in folders:
-        body = loaded[folder] if loaded is not None and folder in loaded else checkpoint_body(folder, names, prefix)
-        for p, acc in zip(points, accs):
-            for f, coef in p.coefficients:
-                if f == folder:
-                    for n in names:
-                        acc[n] += coef * body[n].to(torch.float64)
-        del body
-    shapes = {k: tuple(v.shape) for k, v in pretrained.items()}
-    for p, acc in zip(points, accs):
-        if p.direction is not None:
-            for n, t in p.direction.draw(shapes).items():
-                acc[n] += t
-    return [{n: t.to(torch.float32) for n, t in acc.items()} for acc in accs]
+    """The points' body tensors (float32, rounded from the float64 sums of `accumulate`),
+    names as in `pretrained` (the pretrained body)."""
+    return [{n: t.to(torch.float32) for n, t in acc.items()} for acc in accumulate(points, pretrained, prefix, loaded)]
 
 
 def materialize(

@@ -8,7 +8,9 @@ from weightspace.config import (
     dataset_settings,
     finetune_settings,
     load_schema,
+    main_datasets,
     model_id,
+    seeds_of,
     validate_config,
     zoo_members,
 )
@@ -125,7 +127,7 @@ def table1_input(key):
 
 def geometry_targets():
     targets = (
-        [rules.summary.output.md]
+        [rules.summary.output.md, rules.calibration.output.csv]
         + ([rules.plot_paths.output.fig3] if PAIRS else [])
         + [f"results/figures/tsne_{g}.png" for g in config["geometry"]["groupings"]]
         + ([rules.plot_hull.output.png] if HULL else [])
@@ -159,7 +161,16 @@ def path_inputs(wildcards):
         "b": f"results/models/{b}/seed{sb}",
         "base": "resources/base_model",
         "data": data,
+        **regularization_inputs(path_targets(wildcards.pairset)),
     }
+
+
+def regularization_inputs(targets):
+    """The targets' calibration files, whose L2 strengths a loss job uses (loss.choose:
+    per_target); none when every point cross-validates its own."""
+    if config["loss"]["choose"] != "per_target":
+        return {}
+    return {"regularization": [f"results/loss/calibration/{t}.json" for t in targets]}
 
 
 def path_targets(pairset):
@@ -195,6 +206,7 @@ def hull_set_inputs(wildcards):
         "models": [f"results/models/{d}/seed{s}" for d, s in models],
         "base": "resources/base_model",
         "data": data_inputs(group["targets"]),
+        **regularization_inputs(group["targets"]),
     }
     if wildcards.set == "ex" and group["ex"] is None:
         # random directions rescaled to the mean task-vector norm of In
@@ -236,6 +248,7 @@ def edges_inputs(wildcards):
         "base": "resources/base_model",
         "data": data_inputs(region["targets"]),
         "gram": rules.gram.output.gram,
+        **regularization_inputs(region["targets"]),
     }
 
 
@@ -293,7 +306,9 @@ def bitfit_runs(wildcards):
 
 def summary_extra_inputs(wildcards):
     """Later stages' statistics that results/summary.md reports when they are configured."""
-    extra = {"paths": "results/paths/path_stats.json"} if PAIRS else {}
+    extra = {"calibration": rules.calibration.output.csv}
+    if PAIRS:
+        extra["paths"] = "results/paths/path_stats.json"
     if HULL:
         extra["hull"] = "results/tables/probability_of_better.csv"
     if EDGES:

@@ -8,7 +8,7 @@ import pandas as pd
 from weightspace.finetune import configure_torch
 from weightspace.hull import set_points
 from weightspace.logs import to_log_file
-from weightspace.loss import FeatureExtractor, probe_splits, score_points
+from weightspace.loss import calibrated_strengths, extractor_for, probe_splits, score_points
 from weightspace.weights import body_prefix, pretrained_body
 
 to_log_file(snakemake.log[0])
@@ -21,11 +21,12 @@ if "norms" in snakemake.input.keys():
     in_norms = [float(norms[f"{d}-s{s}"]) for d, s in group["in"]]
     logging.info("mean task-vector norm of In (%d models): %.4f", len(in_norms), sum(in_norms) / len(in_norms))
 points = set_points(group, w.set, key, spec["seed"], spec["max_points"], in_norms)
+fixed = calibrated_strengths(snakemake.input.regularization if "regularization" in snakemake.input.keys() else [])
 splits = probe_splits(group["targets"], loss)
-extractor = FeatureExtractor(snakemake.input.base, loss["max_length"])
+extractor = extractor_for(snakemake.input.base, loss)
 table = score_points(
     extractor, pretrained_body(snakemake.input.base), body_prefix(snakemake.input.base) + ".",
-    points, splits, loss["l2"], chunk=snakemake.config["hull"]["chunk"], desc=f"{key}/{w.set}",
+    points, splits, loss, fixed, chunk=snakemake.config["hull"]["chunk"], desc=f"{key}/{w.set}",
 )
 table["label"] = [points[i].label for i in table["point"]]
 table["weights"] = [str(points[i]) for i in table["point"]]  # the point itself, re-scorable

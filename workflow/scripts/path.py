@@ -4,18 +4,19 @@ import logging
 
 from weightspace.finetune import configure_torch
 from weightspace.logs import to_log_file
-from weightspace.loss import FeatureExtractor, probe_splits
+from weightspace.loss import calibrated_strengths, extractor_for, probe_splits
 from weightspace.paths import evaluate_path
 from weightspace.weights import body_prefix, pretrained_body
 
 to_log_file(snakemake.log[0])
 configure_torch(snakemake.threads)
 loss = snakemake.params.loss
+fixed = calibrated_strengths(snakemake.input.regularization if "regularization" in snakemake.input.keys() else [])
 splits = probe_splits(snakemake.params.targets, loss)
-extractor = FeatureExtractor(snakemake.input.base, loss["max_length"])
+extractor = extractor_for(snakemake.input.base, loss)
 table = evaluate_path(
     extractor, pretrained_body(snakemake.input.base), body_prefix(snakemake.input.a) + ".",
-    snakemake.input.a, snakemake.input.b, snakemake.params.alphas, splits, loss["l2"],
+    snakemake.input.a, snakemake.input.b, snakemake.params.alphas, splits, loss, fixed,
 )
 (a, sa), (b, sb) = snakemake.params.pair
 table.insert(0, "model_b", f"{b}-s{sb}")

@@ -31,14 +31,39 @@ for path, scores_path in zip(snakemake.input.metrics, snakemake.input.scores):
     rows.append(row(claim, ours, note, paper))
     f1 = pd.read_csv(scores_path)
     rows.append(row(f"per-group F1, grouping {m['grouping']}", ", ".join(f"{g} {100 * v:.0f}" for g, v in zip(f1["group"], f1["f1"])), "majority-rule labels", "Table 1 (see below)"))
+calibration = pd.read_csv(snakemake.input.calibration)
+per_dataset = calibration.groupby("dataset", sort=False).agg(
+    beat=("beats_prior", "sum"), models=("beats_prior", "size"), loss=("loss", "mean"), prior=("prior_loss", "first"),
+    accuracy=("accuracy", "mean"), majority=("majority_accuracy", "first"))
+uncalibrated = sorted(per_dataset.index[per_dataset["beat"] < per_dataset["models"]])
+rows.append(row(
+    "instrument: zoo models whose generalized loss beats the prior predictor on their own dataset",
+    f"{int(calibration['beats_prior'].sum())} of {len(calibration)}",
+    "; ".join(f"{d} {int(r.beat)}/{int(r.models)} (loss {r.loss:.3f} vs prior {r.prior:.3f}; accuracy {r.accuracy:.3f} vs majority {r.majority:.3f})"
+              for d, r in per_dataset.iterrows())
+    + (f". UNCALIBRATED on {', '.join(uncalibrated)}: loss rows scored there measure the probe" if uncalibrated else ""),
+    "every model (a finetuned model is its own dataset's reference)"))
+
+
+def instrument(targets) -> str:
+    """The note's prefix for a loss row: which of its targets the instrument fails on."""
+    bad = sorted(set(targets) & set(uncalibrated))
+    return f"UNCALIBRATED instrument on {', '.join(bad)}; " if bad else ""
+
+
 if "paths" in snakemake.input.keys():
     for name, st in read_json(snakemake.input.paths).items():
+        ref = f"prior loss {st['prior_loss']:.3f}"
+        pre = instrument(st["targets"]) + f"targets {', '.join(st['targets'])}; "
         rows.append(row(f"{name.replace('_', ' ')} pairs: lowest loss strictly inside (0, 1)", f"{pct(st['share_min_inside'])} of {st['pairs']} pairs",
-                        "loss averaged over the pair set's targets", "often (at or below the endpoints)"))
-        rows.append(row(f"{name.replace('_', ' ')} pairs: loss at alpha 0.5 vs mean of endpoints", f"{st['loss_mid']:.3f} vs {st['loss_endpoints']:.3f}", "", "at or below"))
+                        pre + "loss averaged over the pair set's targets", "often (at or below the endpoints)"))
+        rows.append(row(f"{name.replace('_', ' ')} pairs: loss at alpha 0.5 vs mean of endpoints", f"{st['loss_mid']:.3f} vs {st['loss_endpoints']:.3f} ({ref})",
+                        pre + f"accuracy {st['accuracy_mid']:.3f} vs {st['accuracy_endpoints']:.3f} (majority {st['majority_accuracy']:.3f})", "at or below"))
         if st["loss_alpha_max"] is not None:
             rows.append(row(f"{name.replace('_', ' ')} pairs: loss at alpha {st['alpha_max']:g} and {st['alpha_min']:g} vs endpoints",
-                            f"{st['loss_alpha_max']:.3f} and {st['loss_alpha_min']:.3f} vs {st['loss_endpoints']:.3f}", "", "rises steeply outside [0, 1]"))
+                            f"{st['loss_alpha_max']:.3f} and {st['loss_alpha_min']:.3f} vs {st['loss_endpoints']:.3f} ({ref})",
+                            pre + f"accuracy {st['accuracy_alpha_max']:.3f} and {st['accuracy_alpha_min']:.3f} vs {st['accuracy_endpoints']:.3f} "
+                            f"(majority {st['majority_accuracy']:.3f})", "rises steeply outside [0, 1]"))
 for claim in ("Table 1 F1 with the Twitter domain group", "Table 1 F1 without it"):
     rows.append(row(claim, "see per-group F1 rows", "our families differ from the paper's"))
 if "hull" in snakemake.input.keys():
@@ -51,33 +76,46 @@ if "hull" in snakemake.input.keys():
         level = "family (task)" if r.level == "family" else r.level
         groups = ", ".join(sorted(set(pb[(pb["level"] == r.level) & (pb["group"] != "all")]["group"]))) or "one group"
         rows.append(row(f"PB({names[r.a]} > {names[r.b]}), {level} level", f"{pct(r.pb)} [{pct(r.ci_low)}, {pct(r.ci_high)}]",
-                        f"{r.pairs} pairs; mean loss {r.loss_a:.3f} vs {r.loss_b:.3f}; 95% bootstrap interval; groups: {groups}",
+                        instrument(r.targets.split()) + f"{r.pairs} pairs; mean loss {r.loss_a:.3f} vs {r.loss_b:.3f} (prior loss {r.prior_loss:.3f}); "
+                        f"accuracy {r.accuracy_a:.3f} vs {r.accuracy_b:.3f} (majority {r.majority_accuracy:.3f}); 95% bootstrap interval; groups: {groups}",
                         paper[(r.a, r.b)].get(r.level, "not reported")))
 else:
     for claim in ("PB(In' > Ex), dataset / task / general", "PB(In' > In), dataset / task / general"):
         rows.append(row(claim, "not configured", "set hull in the config"))
 if "edges" in snakemake.input.keys():
-    e = pd.read_parquet(snakemake.input.edges).groupby(["kind", "distance", "point"], as_index=False)["loss"].mean()
-    centre = e[e["kind"] == "centroid"]["loss"].mean()
-    rand = e[e["kind"].str.startswith("random")].groupby("distance")["loss"].mean()
-    origin = e[e["kind"] == "origin"].groupby("distance")["loss"].mean()
+    edges = pd.read_parquet(snakemake.input.edges)
+    e = edges.groupby(["kind", "distance", "point"], as_index=False)[["loss", "accuracy"]].mean()
+    centre = e[e["kind"] == "centroid"]
+    rand = e[e["kind"].str.startswith("random")].groupby("distance")[["loss", "accuracy"]].mean()
     far = rand.index.max()
-    at_one = f"; at 1 radius {rand.get(1.0):.3f} / {origin.get(1.0):.3f}" if 1.0 in rand.index else ""
-    rows.append(row("edges: loss from the centroid, random directions / toward the origin",
-                    f"centroid {centre:.3f}{at_one}; at {far:g} radii {rand[far]:.3f} / {origin[far]:.3f}",
-                    "mean over the region's datasets (and over directions)", "degrades past 1 radius along random directions, not toward the origin"))
+    at = lambda frame, d: f"{frame.loc[d, 'loss']:.3f} (accuracy {frame.loc[d, 'accuracy']:.3f})"  # noqa: E731
+    ours = [f"centroid {centre['loss'].mean():.3f} (accuracy {centre['accuracy'].mean():.3f})"]
+    ours += [f"random directions: at 1 radius {at(rand, 1.0)}" if 1.0 in rand.index else "random directions", f"at {far:g} radii {at(rand, far)}"]
+    for kind in ("toward zero", "toward pretrained"):
+        way = e[e["kind"] == kind].groupby("distance")[["loss", "accuracy"]].mean()
+        if len(way):
+            last = way.index.max()
+            ours.append(f"{kind}: " + ", ".join(f"at {d:.3g} radii {at(way, d)}" for d in ([1.0] if 1.0 in way.index and last != 1.0 else []) + [last]))
+    first = edges.iloc[0]
+    rows.append(row("edges: loss from the centroid, random directions / toward the origin", "; ".join(ours),
+                    instrument(edges["target"]) + f"prior loss {edges.groupby('target')['prior_loss'].first().mean():.3f}; "
+                    f"majority accuracy {edges.groupby('target')['majority_accuracy'].first().mean():.3f}; 1 radius = {first['radius']:.3f} "
+                    f"= {first['radius'] / first['centroid_norm']:.4f} of the centroid's norm ({first['centroid_norm']:.1f}); the centroid lies "
+                    f"{first['centroid_distance_from_pretrained'] / first['radius']:.2f} radii from the pretrained model; mean over the region's datasets (and directions)",
+                    "degrades past 1 radius along random directions, not toward the origin"))
 bitfit = {r: read_json(snakemake.input[f"bitfit_{r}"]) for r in ("full", "few_shot") if f"bitfit_{r}" in snakemake.input.keys()}
 if bitfit:
     for r, b in bitfit.items():
         examples = sorted(set(b["train_examples"].values()))
         sizes = f"{examples[0]}" if len(examples) == 1 else f"{examples[0]}-{examples[-1]}"
-        note = f"{len({x['seed'] for x in b['runs']})} seed(s); {sizes} training examples per dataset; win / tie / loss {b['wins']} / {b['ties']} / {b['losses']}"
-        if b.get("both_at_majority"):
-            note += f"; both starts at the majority class on {b['both_at_majority']}"
-        rows.append(row(f"centroid >= pretrained (BitFit), {r.replace('_', '-')}", f"{b['at_least_as_good']} of {b['datasets']} datasets", note,
+        note = (f"{len({x['seed'] for x in b['runs']})} seed(s); {sizes} training examples per dataset; counted over the {b['informative']} informative "
+                f"datasets ({b['uninformative']} uninformative: both starts at the majority class); win / tie / loss {b['wins']} / {b['ties']} / {b['losses']}")
+        rows.append(row(f"centroid >= pretrained (BitFit), {r.replace('_', '-')}", f"{b['at_least_as_good']} of {b['informative']} informative datasets", note,
                         "11 of 12 datasets" if r == "full" else "not reported"))
-        rows.append(row(f"centroid gain (BitFit), {r.replace('_', '-')}", f"{b['mean_gain']:+.2f} points", "mean over datasets of the mean test-accuracy gain",
-                        "+3.06 (abstract; table mean 4.03)" if r == "full" else "+10.66"))
+        gain = f"{b['mean_gain']:+.2f} points" if b["informative"] else "none: no informative dataset"
+        rows.append(row(f"centroid gain (BitFit), {r.replace('_', '-')}", gain,
+                        f"mean over informative datasets of the mean test-accuracy gain (over all {b['datasets']}: {b['mean_gain_all']:+.2f}); "
+                        "accuracies beside the majority class in the table", "+3.06 (abstract; table mean 4.03)" if r == "full" else "+10.66"))
 else:
     for claim in ("centroid >= pretrained (BitFit)", "centroid gain, full / few-shot"):
         rows.append(row(claim, "not configured", "set centroid in the config"))
@@ -91,6 +129,6 @@ Path(snakemake.output.md).write_text(markdown(rows, "Ours vs the paper", preambl
 write_json(snakemake.output.json, {"models": len(zoo), "datasets": datasets, "rows": rows})
 write_provenance(
     snakemake.output.md, snakemake.rule,
-    [*snakemake.input.metrics, *snakemake.input.scores, snakemake.input.zoo, *[snakemake.input[k] for k in ("paths", "hull", "edges", "bitfit_full", "bitfit_few_shot") if k in snakemake.input.keys()]],
+    [*snakemake.input.metrics, *snakemake.input.scores, snakemake.input.zoo, *[snakemake.input[k] for k in ("calibration", "paths", "hull", "edges", "bitfit_full", "bitfit_few_shot") if k in snakemake.input.keys()]],
     dict(snakemake.params), Path(snakemake.scriptdir), zoo.to_dict("records"), snakemake.output.provenance, snakemake.config,
 )

@@ -1,0 +1,26 @@
+"""One target's calibration: its own models' generalized loss beside the prior, and the L2
+strength the loss stages use on it."""
+
+import logging
+
+from weightspace.finetune import configure_torch
+from weightspace.io import write_json
+from weightspace.logs import to_log_file
+from weightspace.loss import calibrate_target, extractor_for, probe_splits
+from weightspace.points import Point, materialize
+from weightspace.weights import body_prefix, pretrained_body
+
+to_log_file(snakemake.log[0])
+configure_torch(snakemake.threads)
+loss, dataset = snakemake.params.loss, snakemake.wildcards.dataset
+(train, test), = probe_splits([dataset], loss).values()
+pretrained = pretrained_body(snakemake.input.base)
+prefix = body_prefix(snakemake.input.base) + "."
+bodies = [(f"{dataset}-s{folder.rsplit('seed', 1)[1]}", materialize(Point.combination([folder], [1.0]), pretrained, prefix))
+          for folder in snakemake.input.models]
+result = calibrate_target(extractor_for(snakemake.input.base, loss), bodies, dataset, train, test, loss)
+write_json(snakemake.output.json, result)
+for r in result["models"]:
+    logging.info("%s: loss %.4f vs prior %.4f, accuracy %.4f vs majority %.4f (l2 %g)", r["model_id"], r["loss"], r["prior_loss"],
+                 r["accuracy"], r["majority_accuracy"], r["regularization"])
+logging.info("%s: L2 strength %g (choose: %s)", dataset, result["regularization"], result["choose"])

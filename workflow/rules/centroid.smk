@@ -33,7 +33,7 @@ rule bitfit:
         "results/benchmarks/bitfit/{regime}/{start}/{dataset}/seed{seed}.tsv"
     conda:
         "../../envs/finetune.yaml"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
         mem_mb=lambda wildcards, attempt: 16000 * attempt,

@@ -14,7 +14,7 @@ rule hull_set:
         "results/benchmarks/hull/{level}/{group}/{set}.tsv"
     conda:
         "../../envs/finetune.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=hull_set_runtime,
@@ -40,7 +40,7 @@ rule edges:
         "results/benchmarks/hull/edges.tsv"
     conda:
         "../../envs/finetune.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=edges_runtime,

@@ -22,7 +22,7 @@ rule calibrate:
         "results/benchmarks/calibrate/{dataset}.tsv"
     conda:
         "../../envs/finetune.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=lambda wildcards, attempt: loss_runtime(

@@ -13,7 +13,7 @@ rule path:
         "results/benchmarks/path/{pairset}/pair{pair}.tsv"
     conda:
         "../../envs/finetune.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=lambda wildcards, attempt: 240 * attempt,

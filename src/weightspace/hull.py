@@ -307,7 +307,7 @@ def plot_hull(table: pd.DataFrame, stats: Sequence[Mapping[str, Any]], style: st
         prior = sub.groupby("group")["prior_loss"].first()
         failing = [g for g in groups if not in_loss.get(g, -np.inf) < prior[g]]
         if failing:
-            ax.text(0.02, 0.98, f"instrument fails its reference: In not below\nthe prior loss ({', '.join(failing)})",
+            ax.text(0.02, 0.98, f"In's mean loss not below the prior loss\n({', '.join(failing)}): the probe may be what is measured",
                     transform=ax.transAxes, va="top", ha="left", fontsize=6, color="firebrick")
         pb = {(s["a"], s["b"]): s["pb"] for s in stats if s["level"] == level and s["group"] == "all"}
         text = "  ".join(f"PB({SET_LABELS[a]}>{SET_LABELS[b]})={pb[(a, b)]:.0%}" for a, b in COMPARISONS if (a, b) in pb)

@@ -234,7 +234,9 @@ def test_hull_tables_figures_and_an_independently_rescored_in_prime_point(full_r
     body = {k: body[k].float() for k in pretrained_body("resources/base_model")}
     train = subsample(pd.read_parquet(f"results/data/{row['target']}/train.parquet"), 24, f"{row['target']}/train")
     test = subsample(pd.read_parquet(f"results/data/{row['target']}/test.parquet"), 12, f"{row['target']}/test")
-    spec = tiny_assets["config"]["loss"]
-    out = generalized_loss(body, "resources/base_model", train, test, max_length=16, grid=spec["l2_grid"], folds=spec["cv_folds"])
+    # loss.choose is per_target: the strength is the one calibrate chose for the target on train
+    chosen = json.loads((full_run / f"results/loss/calibration/{row['target']}.json").read_text())["regularization"]
+    assert row["regularization"] == chosen
+    out = generalized_loss(body, "resources/base_model", train, test, max_length=16, grid=[chosen])
     assert out["loss"] == pytest.approx(row["loss"], rel=1e-5)
-    assert out["regularization"] == row["regularization"] and out["prior_loss"] == pytest.approx(row["prior_loss"], rel=1e-12)
+    assert out["prior_loss"] == pytest.approx(row["prior_loss"], rel=1e-12)

@@ -3,6 +3,7 @@ strength the loss stages use on it."""
 
 import logging
 
+from weightspace.config import model_id
 from weightspace.finetune import configure_torch
 from weightspace.io import write_json
 from weightspace.logs import to_log_file
@@ -16,7 +17,7 @@ loss, dataset = snakemake.params.loss, snakemake.wildcards.dataset
 (train, test), = probe_splits([dataset], loss).values()
 pretrained = pretrained_body(snakemake.input.base)
 prefix = body_prefix(snakemake.input.base) + "."
-bodies = [(f"{dataset}-s{folder.rsplit('seed', 1)[1]}", materialize(Point.combination([folder], [1.0]), pretrained, prefix))
+bodies = [(model_id(dataset, int(folder.rsplit("seed", 1)[1])), materialize(Point.combination([folder], [1.0]), pretrained, prefix))
           for folder in snakemake.input.models]
 result = calibrate_target(extractor_for(snakemake.input.base, loss), bodies, dataset, train, test, loss)
 write_json(snakemake.output.json, result)

@@ -5,11 +5,19 @@ decay, early stopping on the dev loss (the best dev checkpoint is the result). O
 (seeding.derive_seed) sets the head initialisation, the dropout stream and the data order, so
 the same (dataset, seed) gives bitwise-identical weights on CPU.
 
-Resume: every `checkpoint_every` steps the whole training state (weights, optimiser moments,
-RNG states, early-stopping state, the best weights so far) is written atomically to a state
-folder outside the rule's outputs. A restarted job (SLURM preemption, a kill) continues from
-there and ends with the same weights as an uninterrupted run. The state is deleted only once
-the finished model has been written.
+Resume: every `checkpoint_every` steps, or every `checkpoint_minutes` of wall time, the whole
+training state (weights, optimiser moments, the fp16 loss scaler, RNG states, early-stopping
+state, the best weights so far) is written atomically to a state folder outside the rule's
+outputs. A restarted job (SLURM preemption, a kill) continues from there and ends with the same
+weights as an uninterrupted run. The state is deleted only once the finished model has been
+written.
+
+Devices: CUDA when present; `precision: auto` is bf16 where the GPU has it natively, else fp16
+with a loss scaler. A job promised a GPU (CUDA_VISIBLE_DEVICES, SLURM's GPU variables) that
+torch cannot see fails instead of training on CPU. The device, its name, the CUDA and torch
+versions and the autocast dtype are recorded in the resume state and metrics.json; a resume on
+another device type or autocast dtype is refused (ResumeMismatch), one on another GPU model or
+software version continues and is recorded in `attempts`.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import json
 import logging
 import math
 import os
+import platform
 import shutil
 import signal
 import time
@@ -44,6 +53,14 @@ class TrainingDiverged(FloatingPointError):
     """The loss became NaN/infinite or exceeded the configured bound."""
 
 
+class GPUMissing(RuntimeError):
+    """The environment promises this job a GPU that torch cannot use."""
+
+
+class ResumeMismatch(RuntimeError):
+    """The resume state was written on another device type or autocast dtype."""
+
+
 @dataclass(frozen=True)
 class FinetuneConfig:
     lr: float = 5e-5
@@ -56,6 +73,8 @@ class FinetuneConfig:
     eval_every: int | None = None
     patience: int = 3
     checkpoint_every: int = 50
+    checkpoint_minutes: float | None = None  # also checkpoint when this much wall time has passed
+    grad_accum: int = 1  # micro-batches per optimiser step (batch_size is the effective batch)
     grad_clip: float | None = 1.0
     max_loss: float | None = None
     precision: str = "auto"
@@ -134,16 +153,70 @@ def total_steps(cfg: FinetuneConfig, n_train: int) -> tuple[int, int]:
     return per_epoch, total
 
 
-def resolve_device(precision: str) -> tuple[torch.device, torch.dtype | None]:
-    """The device (CUDA when present) and the autocast dtype (None = full fp32)."""
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Variables that promise a job a GPU: CUDA's own, and what SLURM sets for a GPU allocation.
+GPU_PROMISES = ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS_ON_NODE")
+
+
+def promised_gpu(environ: Mapping[str, str]) -> str | None:
+    """`NAME=value` of the first variable that says this job has a GPU, or None."""
+    for name in GPU_PROMISES:
+        value = environ.get(name, "").strip()
+        if value and value not in ("-1", "NoDevFiles") and not (name == "SLURM_GPUS_ON_NODE" and value == "0"):
+            return f"{name}={value}"
+    return None
+
+
+def native_bf16() -> bool:
+    """Whether the CUDA GPU computes in bf16 natively (Ampere or newer), not by emulation."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch < 2.4: no emulation to exclude
+        return torch.cuda.is_bf16_supported()
+
+
+def resolve_device(precision: str, environ: Mapping[str, str] | None = None) -> tuple[torch.device, torch.dtype | None]:
+    """The device (CUDA when present) and the autocast dtype (None = full fp32).
+
+    `auto`: bf16 where the GPU has it natively, else fp16 (with the loss scaler), fp32 on CPU.
+    Raises GPUMissing when the environment promises a GPU that torch does not see (a CPU build
+    of torch on a GPU node would otherwise train on CPU for days without a word)."""
+    if precision != "auto" and precision not in PRECISIONS:
+        raise ValueError(f"finetune.precision must be auto, fp32, bf16 or fp16, not {precision!r}")
     if torch.cuda.is_available():
-        device = torch.device("cuda")
+        device = torch.device("cuda", torch.cuda.current_device())
         if precision == "auto":
-            return device, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return device, {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+            return device, torch.bfloat16 if native_bf16() else torch.float16
+        if precision == "bf16" and not native_bf16():
+            log.warning("precision bf16 asked for on %s, which emulates it (slow)", torch.cuda.get_device_name(device))
+        return device, PRECISIONS[precision]
+    promise = promised_gpu(os.environ if environ is None else environ)
+    if promise is not None:
+        cause = ("this torch is a CPU-only build" if torch.version.cuda is None
+                 else f"this torch (CUDA {torch.version.cuda}) finds no usable GPU: check the driver with nvidia-smi")
+        raise GPUMissing(
+            f"{promise} promises this job a GPU, but torch {torch.__version__} sees none: {cause}. "
+            "Install the CUDA build of torch (README, 'GPU install'), or unset the variable to train on CPU on purpose."
+        )
     if precision in ("bf16", "fp16"):
         log.warning("precision %s asked for but no CUDA GPU is present: training in fp32", precision)
     return torch.device("cpu"), None
+
+
+def autocast_name(amp: torch.dtype | None) -> str:
+    return str(amp).removeprefix("torch.") if amp is not None else "fp32"
+
+
+def environment(device: torch.device, amp: torch.dtype | None) -> dict[str, Any]:
+    """What the numbers of a run depend on beyond its config: device type and model, CUDA and
+    torch versions, autocast dtype."""
+    return {
+        "device": device.type,
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine()),
+        "cuda": torch.version.cuda if device.type == "cuda" else None,
+        "torch": torch.__version__,
+        "autocast": autocast_name(amp),
+    }
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
@@ -199,47 +272,73 @@ class TrainState:
     history: list[dict[str, float]] = field(default_factory=list)
     train_seconds: float = 0.0
     train_examples_seen: int = 0
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # environment() of each attempt, from its step
 
 
-def _rng_tensors() -> dict[str, torch.Tensor]:
+def _rng_tensors(device: torch.device) -> dict[str, torch.Tensor]:
+    # the CUDA generator of the training device only: a resume may see another GPU count
     out = {"rng.cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            out[f"rng.cuda.{i}"] = s
+    if device.type == "cuda":
+        out["rng.cuda"] = torch.cuda.get_rng_state(device)
     return out
 
 
-def _restore_rng(tensors: Mapping[str, torch.Tensor]) -> None:
+def _restore_rng(tensors: Mapping[str, torch.Tensor], device: torch.device) -> None:
     torch.set_rng_state(tensors["rng.cpu"])
-    cuda = sorted(k for k in tensors if k.startswith("rng.cuda."))
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([tensors[k] for k in cuda])
+    if "rng.cuda" in tensors and device.type == "cuda":
+        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
 
 
 def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
 
 
-def save_checkpoint(state_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainState, best: Mapping[str, torch.Tensor] | None, meta: Mapping[str, Any]) -> None:
-    """Write the resume state atomically: state_dir/checkpoint/ appears whole or not at all."""
+def save_checkpoint(
+    state_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainState,
+    best: Mapping[str, torch.Tensor] | None, meta: Mapping[str, Any], scaler: torch.amp.GradScaler | None = None,
+    env: Mapping[str, Any] | None = None,
+) -> None:
+    """Write the resume state atomically: state_dir/checkpoint/ appears whole or not at all.
+
+    The best weights so far are written once per best step: a later checkpoint with the same
+    best step hard-links the previous file instead of writing it again."""
+    device = next(model.parameters()).device
     opt = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     for pid, pstate in opt["state"].items():
         for k, v in pstate.items():
             tensors[f"opt.{pid}.{k}"] = v.detach().cpu().contiguous() if torch.is_tensor(v) else torch.tensor(v)
-    tensors.update(_rng_tensors())
-    with atomic_path(state_dir / "checkpoint") as tmp:
+    tensors.update(_rng_tensors(device))
+    previous = state_dir / "checkpoint"
+    previous_best = None
+    if best is not None and (previous / "state.json").is_file() and (previous / "best.safetensors").is_file():
+        if json.loads((previous / "state.json").read_text())["state"]["best_step"] == state.best_step:
+            previous_best = previous / "best.safetensors"
+    with atomic_path(previous) as tmp:
         tmp.mkdir()
         save_file(_cpu_state(model), str(tmp / "model.safetensors"))
         save_file(tensors, str(tmp / "optimizer.safetensors"))
-        if best is not None:
+        if previous_best is not None:
+            os.link(previous_best, tmp / "best.safetensors")
+        elif best is not None:
             save_file(dict(best), str(tmp / "best.safetensors"))
-        (tmp / "state.json").write_text(json.dumps({"state": asdict(state), "param_groups": opt["param_groups"], **meta}, default=str))
+        record = {"state": asdict(state), "param_groups": opt["param_groups"], **meta, "environment": dict(env or {})}
+        if scaler is not None:
+            record["scaler"] = scaler.state_dict()
+        (tmp / "state.json").write_text(json.dumps(record, default=str))
 
 
-def load_checkpoint(state_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, meta: Mapping[str, Any]) -> tuple[TrainState, dict[str, torch.Tensor] | None] | None:
+def load_checkpoint(
+    state_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, meta: Mapping[str, Any],
+    scaler: torch.amp.GradScaler | None = None, env: Mapping[str, Any] | None = None,
+) -> tuple[TrainState, dict[str, torch.Tensor] | None] | None:
     """Restore a checkpoint written by save_checkpoint for the same run; None if there is none
-    (or it belongs to a different configuration, in which case it is discarded)."""
+    (or it belongs to a different configuration, in which case it is discarded).
+
+    Raises ResumeMismatch when the state was written on another device type or autocast dtype
+    than `env` (continuing would silently change the numerics; delete the folder to start
+    over). Another GPU model or CUDA/torch version continues with a warning; the attempt's
+    environment is appended to the state's `attempts` by the caller."""
     ckpt = state_dir / "checkpoint"
     if not (ckpt / "state.json").is_file():
         return None
@@ -249,6 +348,17 @@ def load_checkpoint(state_dir: Path, model: torch.nn.Module, optimizer: torch.op
         log.warning("discarding resume state in %s: it belongs to another run (%s)", ckpt, mismatch)
         shutil.rmtree(ckpt)
         return None
+    env, was = dict(env or {}), saved.get("environment", {})
+    hard = {k: (was.get(k), env.get(k)) for k in ("device", "autocast") if was.get(k) != env.get(k)}
+    if hard:
+        raise ResumeMismatch(
+            f"resume state {ckpt} was written with {', '.join(f'{k} {a}' for k, (a, _) in hard.items())}; this attempt runs with "
+            f"{', '.join(f'{k} {b}' for k, (_, b) in hard.items())}. Run it where it started (finetune.precision, the GPU request), "
+            f"or delete {state_dir} to start this model over."
+        )
+    soft = {k: (was.get(k), env.get(k)) for k in ("device_name", "cuda", "torch") if was.get(k) != env.get(k)}
+    if soft:
+        log.warning("resuming %s on another setup %s: recorded in metrics.json 'attempts'; the weights may differ in the last bits from an uninterrupted run", ckpt, soft)
     device = next(model.parameters()).device
     model.load_state_dict(load_file(str(ckpt / "model.safetensors"), device=str(device)))
     tensors = load_file(str(ckpt / "optimizer.safetensors"))
@@ -258,7 +368,9 @@ def load_checkpoint(state_dir: Path, model: torch.nn.Module, optimizer: torch.op
             _, pid, name = key.split(".", 2)
             opt_state.setdefault(int(pid), {})[name] = value
     optimizer.load_state_dict({"state": opt_state, "param_groups": saved["param_groups"]})
-    _restore_rng(tensors)
+    if scaler is not None and "scaler" in saved:
+        scaler.load_state_dict(saved["scaler"])
+    _restore_rng(tensors, device)
     best = load_file(str(ckpt / "best.safetensors")) if (ckpt / "best.safetensors").is_file() else None
     return TrainState(**saved["state"]), best
 
@@ -288,22 +400,28 @@ def train(
     from tqdm.auto import tqdm
 
     device, amp = resolve_device(cfg.precision)
+    if cfg.grad_accum < 1 or cfg.grad_accum > cfg.batch_size:
+        raise ValueError(f"finetune.grad_accum must be between 1 and batch_size ({cfg.batch_size}), not {cfg.grad_accum}")
     model.to(device).train()
     optimizer = make_adamw(param_groups(model, cfg.weight_decay), cfg.lr)
-    scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+    # fp16 needs loss scaling (bf16 has fp32's range); its state is part of the resume state
+    scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
     per_epoch, total = total_steps(cfg, len(train_data))
     warmup = int(round(cfg.warmup_ratio * total))
     eval_every = cfg.eval_every or per_epoch
-    meta = {"run_id": run_id, "seed": seed, "config": cfg.digest(), "n_train": len(train_data), "device": device.type}
+    meta = {"run_id": run_id, "seed": seed, "config": cfg.digest(), "n_train": len(train_data)}
+    env = environment(device, amp)
 
     state, best = TrainState(), None
-    resumed = load_checkpoint(state_dir, model, optimizer, meta)
+    resumed = load_checkpoint(state_dir, model, optimizer, meta, scaler, env)
     if resumed is not None:
         state, best = resumed
         log.info("resumed %s from step %d of %d", run_id, state.step, total)
+    state.attempts.append({"from_step": state.step, **env})
 
     bar = tqdm(total=total, initial=state.step, desc=f"finetune {run_id}", unit="step", disable=not progress, mininterval=1.0, dynamic_ncols=False)
     order, order_epoch = None, -1
+    last_checkpoint = time.monotonic()
     while state.step < total and not state.stopped_early:
         if best is None and state.step > 0 and state.best_step == state.step:
             # Keep a copy of the best weights before this step moves away from them.
@@ -312,23 +430,35 @@ def train(
         if epoch != order_epoch:
             order, order_epoch = epoch_order(seed, epoch, len(train_data)), epoch
         idx = order[offset * cfg.batch_size : (offset + 1) * cfg.batch_size]
-        batch = {k: v.to(device) for k, v in collate(train_data, idx, pad_id).items()}
         for g in optimizer.param_groups:
             g["lr"] = cfg.lr * lr_multiplier(state.step, total, warmup)
         t0 = time.perf_counter()
-        with _autocast(device, amp):
-            loss = model(**batch).loss
-        loss_value = loss.item()
-        if not math.isfinite(loss_value) or (cfg.max_loss is not None and loss_value > cfg.max_loss):
-            raise TrainingDiverged(
-                f"{run_id}: training loss {loss_value} at step {state.step + 1} (finetune.max_loss: {cfg.max_loss}); "
-                "lower the learning rate or check the data"
-            )
+        # Gradient accumulation: each micro-batch's mean loss weighted by its share of the
+        # batch, so the summed gradient is the batch's (one micro-batch: weight 1, no scaling).
+        micro = np.array_split(idx, cfg.grad_accum) if cfg.grad_accum > 1 else [idx]
+        loss_value = 0.0
+        try:
+            for part in micro:
+                batch = {k: v.to(device, non_blocking=True) for k, v in collate(train_data, part, pad_id).items()}
+                with _autocast(device, amp):
+                    loss = model(**batch).loss
+                if len(micro) > 1:
+                    loss = loss * (len(part) / len(idx))
+                part_value = loss.item()
+                if not math.isfinite(part_value) or (cfg.max_loss is not None and part_value > cfg.max_loss):
+                    raise TrainingDiverged(
+                        f"{run_id}: training loss {part_value} at step {state.step + 1} (finetune.max_loss: {cfg.max_loss}); "
+                        "lower the learning rate or check the data"
+                    )
+                loss_value += part_value
+                (scaler.scale(loss) if scaler is not None else loss).backward()
+        except torch.OutOfMemoryError as err:
+            raise torch.OutOfMemoryError(
+                f"{run_id}: out of GPU memory at batch {len(idx)} in {len(micro)} micro-batch(es) of up to {len(micro[0])} examples, "
+                f"max_length {cfg.max_length}: raise finetune.grad_accum (same effective batch, smaller micro-batches). {err}"
+            ) from err
         if scaler is not None:
-            scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
-        else:
-            loss.backward()
         if cfg.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         if scaler is not None:
@@ -337,8 +467,6 @@ def train(
         else:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
         state.train_seconds += time.perf_counter() - t0
         state.train_examples_seen += len(idx)
         state.step += 1
@@ -346,7 +474,7 @@ def train(
         bar.set_postfix(loss=f"{loss_value:.4f}", refresh=False)
 
         if state.step % eval_every == 0 or state.step == total:
-            dev = evaluate(model, dev_data, max(cfg.batch_size, 64), pad_id, device, amp)
+            dev = evaluate(model, dev_data, max(cfg.batch_size // cfg.grad_accum, 64), pad_id, device, amp)
             state.history.append({"step": state.step, "train_loss": loss_value, "dev_loss": dev["loss"], "dev_accuracy": dev["accuracy"]})
             log.info("step %d: train loss %.4f, dev loss %.4f, dev accuracy %.4f", state.step, loss_value, dev["loss"], dev["accuracy"])
             if dev["loss"] < state.best_dev_loss:
@@ -357,8 +485,11 @@ def train(
                 if state.evals_since_best >= cfg.patience:
                     state.stopped_early = True
                     log.info("early stop at step %d: no dev improvement in %d evaluations", state.step, cfg.patience)
-        if state.step % cfg.checkpoint_every == 0 and state.step < total and not state.stopped_early:
-            save_checkpoint(state_dir, model, optimizer, state, best, meta)
+        due = state.step % cfg.checkpoint_every == 0 or (
+            cfg.checkpoint_minutes is not None and time.monotonic() - last_checkpoint >= 60 * cfg.checkpoint_minutes)
+        if due and state.step < total and not state.stopped_early:
+            save_checkpoint(state_dir, model, optimizer, state, best, meta, scaler, env)
+            last_checkpoint = time.monotonic()
             _maybe_kill(state.step)
     bar.close()
     if best is not None and state.best_step != state.step:
@@ -367,10 +498,16 @@ def train(
 
 
 def configure_torch(threads: int) -> None:
-    """Thread count and deterministic kernels: the same seed gives the same weights."""
+    """Thread count and deterministic kernels: the same seed gives the same weights.
+
+    On CUDA determinism is enforced, not warned about: a kernel without a deterministic
+    version raises instead of silently changing the weights between runs (the memory-efficient
+    attention backward then takes its deterministic path); cuBLAS gets the workspace setting
+    that makes it deterministic, before its first use."""
     torch.set_num_threads(threads)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=not torch.cuda.is_available())
 
 
 def run_finetune(
@@ -412,6 +549,7 @@ def run_finetune(
         num_labels=len(labels),
         id2label={i: str(name) for i, name in enumerate(labels)},
         label2id={str(name): i for i, name in enumerate(labels)},
+        dtype=torch.float32,  # transformers 5 would otherwise take the checkpoint's dtype
     )
     if cfg.trainable == "bitfit":
         from .centroid import bitfit_trainable
@@ -424,7 +562,7 @@ def run_finetune(
     state_dir = Path(state_dir)
     started = time.perf_counter()
     state, device, amp = train(model, data["train"], data["dev"], cfg, derived, pad_id, state_dir, run_id, progress)
-    eval_batch = max(cfg.batch_size, 64)
+    eval_batch = max(cfg.batch_size // cfg.grad_accum, 64)
     dev = evaluate(model, data["dev"], eval_batch, pad_id, device, amp)
     test = evaluate(model, data["test"], eval_batch, pad_id, device, amp)
     metrics = {
@@ -445,8 +583,8 @@ def run_finetune(
         "examples_per_s": state.train_examples_seen / state.train_seconds if state.train_seconds else None,
         "train_seconds": state.train_seconds,
         "wall_seconds_this_attempt": time.perf_counter() - started,
-        "device": device.type,
-        "autocast": str(amp).removeprefix("torch.") if amp is not None else "fp32",
+        **environment(device, amp),
+        "attempts": state.attempts,
         "threads": threads,
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "history": state.history,

@@ -275,7 +275,8 @@ def score_points(
     rows = []
     # float64 accumulators for one chunk of points, allocated once and reused: a fresh
     # body-sized allocation per point costs more than the arithmetic (page faults)
-    buffers = [{n: torch.empty(t.shape, dtype=torch.float64) for n, t in pretrained.items()} for _ in range(min(chunk, len(points)))]
+    buffers = [{n: torch.empty(t.shape, dtype=torch.float64, device=extractor.device) for n, t in pretrained.items()}
+               for _ in range(min(chunk, len(points)))]
     bar = tqdm(total=len(points), desc=desc, disable=not progress, mininterval=1.0)
     for lo in range(0, len(points), chunk):
         bodies = accumulate(points[lo : lo + chunk], pretrained, prefix, loaded, buffers)

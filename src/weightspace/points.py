@@ -87,9 +87,12 @@ def accumulate(
     prefix: str,
     loaded: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
     buffers: Sequence[dict[str, torch.Tensor]] | None = None,
+    device: torch.device | str | None = None,
 ) -> list[dict[str, torch.Tensor]]:
     """The points' body tensors in float64, names as in `pretrained` (the pretrained body),
-    written into `buffers` (one float64 body per point, reused across calls) when given.
+    written into `buffers` (one float64 body per point, reused across calls) when given, else
+    allocated on `device` (default: the CPU); the arithmetic runs where the buffers are (a GPU:
+    the same sums, in float64 there too).
 
     Every checkpoint the points combine is read once for all of them (memory-mapped
     model.safetensors), or taken from `loaded` (folder -> body, from weights.checkpoint_body)
@@ -102,18 +105,19 @@ def accumulate(
 
     names = list(pretrained)
     if buffers is None:
-        buffers = [{n: torch.empty(t.shape, dtype=torch.float64) for n, t in pretrained.items()} for _ in points]
+        buffers = [{n: torch.empty(t.shape, dtype=torch.float64, device=device) for n, t in pretrained.items()} for _ in points]
     accs = list(buffers[: len(points)])
+    where = next(iter(accs[0].values())).device if accs and accs[0] else torch.device("cpu")
     # whether a point's accumulator holds a term yet: the first term is written, not added, so
     # a point without a pretrained term needs no zeroing pass (0 + x == x exactly)
     started = [p.pretrained != 0.0 for p in points]
     if any(started):
         for n, t in pretrained.items():
-            t64 = t.to(torch.float64)
+            t64 = t.to(where, torch.float64)
             for p, acc, go in zip(points, accs, started):
                 if go:
                     torch.mul(t64, p.pretrained, out=acc[n])
-    scratch = torch.empty(max(t.numel() for t in pretrained.values()), dtype=torch.float64)
+    scratch = torch.empty(max(t.numel() for t in pretrained.values()), dtype=torch.float64, device=where)
     folders = list(dict.fromkeys(f for p in points for f, _ in p.coefficients))
     for folder in folders:
         body = loaded[folder] if loaded is not None and folder in loaded else checkpoint_body(folder, names, prefix)
@@ -124,7 +128,7 @@ def accumulate(
                     users.append((i, coef, started[i]))
                     started[i] = True
         for n in names:
-            b64 = body[n].to(torch.float64)
+            b64 = body[n].to(where, torch.float64)
             for i, coef, add in users:
                 if add:
                     tmp = scratch[: b64.numel()].view(b64.shape)
@@ -140,7 +144,7 @@ def accumulate(
                 t.zero_()
         if p.direction is not None:
             for n, t in p.direction.draw(shapes).items():
-                acc[n] += t
+                acc[n] += t.to(where)
     return accs
 
 

@@ -1,0 +1,180 @@
+"""The finetuning loop's GPU-only paths, reached from CPU: the fp16 loss scaler in the resume
+state, bf16 autocast, gradient accumulation, a GPU promised but absent, resume on another
+setup. What only a GPU can check is listed in docs/gpu.md."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from weightspace import finetune
+from weightspace.finetune import FinetuneConfig, GPUMissing, ResumeMismatch, encode, resolve_device, run_finetune, train
+
+
+class Killed(Exception):
+    """Stands for SIGKILL right after a checkpoint (the subprocess tests do the real kill)."""
+
+
+def _splits(n=48):
+    rng = np.random.default_rng(0)
+    words = [["sunny", "bright", "warm"], ["rainy", "grey", "cold"]]
+    rows = [{"text": " ".join(rng.choice(words[i % 2], 3)), "label": i % 2} for i in range(n)]
+    df = pd.DataFrame(rows)
+    return {"train": df.iloc[:32].reset_index(drop=True), "dev": df.iloc[32:40].reset_index(drop=True), "test": df.iloc[40:].reset_index(drop=True)}
+
+
+CFG = FinetuneConfig(lr=1e-3, batch_size=4, epochs=3, max_steps=12, max_length=8, eval_every=3, patience=5, checkpoint_every=4)
+
+
+def _weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def _on(monkeypatch, dtype):
+    """This CPU plays a GPU with `dtype` autocast: the loop takes its CUDA code path."""
+    monkeypatch.setattr(finetune, "resolve_device", lambda precision, environ=None: (torch.device("cpu"), dtype))
+
+
+def _kill_at(monkeypatch, step):
+    def kill(at):
+        if at >= step:
+            raise Killed(at)
+
+    monkeypatch.setattr(finetune, "_maybe_kill", kill)
+
+
+def test_fp16_kill_resume_is_bitwise_with_the_scaler_state(tiny_assets, tmp_path, monkeypatch):
+    _on(monkeypatch, torch.float16)
+    # A scale that overflows fp16 at first and grows every 2 steps: the scaler's state changes
+    # along the run, so a resume that lost it would skip other steps and end elsewhere.
+    monkeypatch.setattr(torch.amp, "GradScaler", functools.partial(torch.amp.GradScaler, init_scale=2.0**20, growth_interval=2))
+    run = functools.partial(run_finetune, tiny_assets["model"], _splits(), ["bad", "good"], dataset="toy", seed=0, cfg=CFG, progress=False)
+    whole = run(out_dir=tmp_path / "whole", state_dir=tmp_path / "s-whole")
+    assert whole["autocast"] == "float16"
+
+    _kill_at(monkeypatch, 8)
+    with pytest.raises(Killed):
+        run(out_dir=tmp_path / "resumed", state_dir=tmp_path / "s-resumed")
+    saved = json.loads((tmp_path / "s-resumed" / "checkpoint" / "state.json").read_text())
+    assert saved["scaler"]["scale"] != 2.0**20  # the scaler moved: the test can tell
+    assert saved["environment"]["autocast"] == "float16"
+    monkeypatch.setattr(finetune, "_maybe_kill", lambda at: None)
+    resumed = run(out_dir=tmp_path / "resumed", state_dir=tmp_path / "s-resumed")
+    a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "resumed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [x["from_step"] for x in resumed["attempts"]] == [0, 8]
+
+
+def test_bf16_autocast_on_cpu_takes_the_gpu_code_path(tiny_assets, tmp_path, monkeypatch):
+    run = functools.partial(run_finetune, tiny_assets["model"], _splits(), ["bad", "good"], dataset="toy", seed=0, cfg=CFG, progress=False)
+    fp32 = run(out_dir=tmp_path / "fp32", state_dir=tmp_path / "s1")
+    _on(monkeypatch, torch.bfloat16)
+    bf16 = run(out_dir=tmp_path / "bf16", state_dir=tmp_path / "s2")
+    assert (fp32["autocast"], bf16["autocast"]) == ("fp32", "bfloat16")
+    a, b = _weights(tmp_path / "fp32"), _weights(tmp_path / "bf16")
+    assert all(torch.isfinite(b[k]).all() for k in b)
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # autocast really computed in bf16
+    assert all(b[k].dtype == torch.float32 for k in b)  # master weights stay fp32
+    assert abs(bf16["test_loss"] - fp32["test_loss"]) < 0.5
+
+
+def test_resume_under_another_autocast_is_refused(tiny_assets, tmp_path, monkeypatch):
+    run = functools.partial(run_finetune, tiny_assets["model"], _splits(), ["bad", "good"], tmp_path / "m", tmp_path / "s", "toy", 0, CFG, progress=False)
+    _on(monkeypatch, torch.bfloat16)
+    _kill_at(monkeypatch, 4)
+    with pytest.raises(Killed):
+        run()
+    _on(monkeypatch, None)
+    with pytest.raises(ResumeMismatch, match=r"autocast bfloat16.*autocast fp32.*delete"):
+        run()
+    assert (tmp_path / "s" / "checkpoint").is_dir()  # nothing discarded
+
+
+@pytest.mark.parametrize("variable", ["CUDA_VISIBLE_DEVICES=0", "SLURM_JOB_GPUS=3", "SLURM_GPUS_ON_NODE=1"])
+def test_a_gpu_promised_but_absent_fails_naming_the_cause(variable, tiny_assets, tmp_path, monkeypatch):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: nothing is missing")
+    name, value = variable.split("=")
+    with pytest.raises(GPUMissing, match=rf"{name}={value} promises this job a GPU.*CPU-only build.*GPU install"):
+        resolve_device("auto", {name: value})
+    monkeypatch.setenv(name, value)
+    with pytest.raises(GPUMissing):
+        run_finetune(tiny_assets["model"], _splits(), ["bad", "good"], tmp_path / "m", tmp_path / "s", "toy", 0, CFG, progress=False)
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("environ", [{}, {"CUDA_VISIBLE_DEVICES": ""}, {"CUDA_VISIBLE_DEVICES": "-1"}, {"SLURM_GPUS_ON_NODE": "0"}])
+def test_no_gpu_promised_trains_on_cpu(environ):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert resolve_device("auto", environ) == (torch.device("cpu"), None)
+
+
+def _no_dropout_model(path, seed):
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(seed)
+    return AutoModelForSequenceClassification.from_pretrained(path, num_labels=2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+@pytest.mark.parametrize("accum", [2, 3, 8])
+def test_grad_accum_gives_the_large_batch_update(accum, tiny_assets, tmp_path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_assets["model"])
+    splits = _splits()
+    data = {k: encode(tok, v, 8) for k, v in splits.items()}
+    cfg = FinetuneConfig(lr=1e-3, batch_size=8, epochs=2, max_length=8, eval_every=100, checkpoint_every=100)
+    models = []
+    for i, n in enumerate([1, accum]):
+        model = _no_dropout_model(tiny_assets["model"], 0)
+        train(model, data["train"], data["dev"], FinetuneConfig(**{**cfg.__dict__, "grad_accum": n}), 0, tok.pad_token_id, tmp_path / f"s{i}", "toy", progress=False)
+        models.append(model.state_dict())
+    a, b = models
+    start = _no_dropout_model(tiny_assets["model"], 0).state_dict()
+    assert any(not torch.equal(a[k], start[k]) for k in a)  # it trained
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+def test_grad_accum_beyond_the_batch_is_refused(tiny_assets, tmp_path):
+    cfg = FinetuneConfig(batch_size=4, max_steps=2, max_length=8, grad_accum=5)
+    with pytest.raises(ValueError, match="grad_accum must be between 1 and batch_size"):
+        run_finetune(tiny_assets["model"], _splits(), ["bad", "good"], tmp_path / "m", tmp_path / "s", "toy", 0, cfg, progress=False)
+
+
+def test_unchanged_best_weights_are_linked_not_rewritten(tmp_path, monkeypatch):
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters())
+    best = {k: v.clone() for k, v in model.state_dict().items()}
+    state = finetune.TrainState(step=4, best_step=2)
+    links = []
+    real_link = finetune.os.link
+    monkeypatch.setattr(finetune.os, "link", lambda a, b: (links.append(b), real_link(a, b)))
+    finetune.save_checkpoint(tmp_path, model, opt, state, best, {})
+    state.step = 8
+    finetune.save_checkpoint(tmp_path, model, opt, state, best, {})
+    assert len(links) == 1
+    state.step, state.best_step = 12, 10
+    finetune.save_checkpoint(tmp_path, model, opt, state, {k: v + 1 for k, v in best.items()}, {})
+    assert len(links) == 1  # a new best is written
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "checkpoint" / "best.safetensors"))
+    assert torch.equal(saved["bias"], best["bias"] + 1)
+
+
+def test_checkpoint_minutes_checkpoint_by_wall_time(tiny_assets, tmp_path, monkeypatch):
+    saves = []
+    real = finetune.save_checkpoint
+    monkeypatch.setattr(finetune, "save_checkpoint", lambda *a, **k: (saves.append(a[3].step), real(*a, **k)))
+    cfg = FinetuneConfig(**{**CFG.__dict__, "checkpoint_every": 10**6, "checkpoint_minutes": 0.0})
+    run_finetune(tiny_assets["model"], _splits(), ["bad", "good"], tmp_path / "m", tmp_path / "s", "toy", 0, cfg, progress=False)
+    assert saves == list(range(1, 12))  # every step once 0 minutes have passed; never at the end

@@ -142,8 +142,7 @@ def determinism(sz: dict, work: Path, tiny: bool, cuda: bool) -> dict:
 # --- throughput ---------------------------------------------------------------------------------------
 
 def throughput(sz: dict, work: Path, cuda: bool) -> list[dict]:
-    from weightspace.centroid import bitfit_trainable
-    from weightspace.finetune import FinetuneConfig, train
+    from weightspace.finetune import FinetuneConfig, bitfit_trainable, train
 
     rows = []
     dev = token_data(2, sz["seq"], sz["vocab"], 3, fixed_length=True)

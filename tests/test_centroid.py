@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from weightspace.centroid import bitfit_trainable, centroid_members, gain_table, table_markdown
+from weightspace.finetune import bitfit_trainable
+from weightspace.centroid import centroid_members, gain_table, table_markdown
 
 
 def test_gain_table_on_hand_made_runs():

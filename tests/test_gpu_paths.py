@@ -74,6 +74,7 @@ def test_fp16_kill_resume_is_bitwise_with_the_scaler_state(tiny_assets, tmp_path
 
 def test_bf16_autocast_on_cpu_takes_the_gpu_code_path(tiny_assets, tmp_path, monkeypatch):
     run = functools.partial(run_finetune, tiny_assets["model"], _splits(), ["bad", "good"], dataset="toy", seed=0, cfg=CFG, progress=False)
+    _on(monkeypatch, None)
     fp32 = run(out_dir=tmp_path / "fp32", state_dir=tmp_path / "s1")
     _on(monkeypatch, torch.bfloat16)
     bf16 = run(out_dir=tmp_path / "bf16", state_dir=tmp_path / "s2")

@@ -89,18 +89,6 @@ def centroid_models(folder: str | Path) -> list[str]:
         return json.loads((f.metadata() or {})[METADATA_KEY])
 
 
-def bitfit_trainable(model: torch.nn.Module) -> int:
-    """BitFit: freeze every body parameter except bias terms; the head (a pooler included,
-    weights.in_body) stays trainable. Returns the number of trainable parameters."""
-    from .weights import in_body
-
-    prefix = model.base_model_prefix + "."
-    for name, p in model.named_parameters():
-        body = name.startswith(prefix) and in_body(name[len(prefix):])
-        p.requires_grad_(not body or name.endswith(".bias"))
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 def gain_table(runs: pd.DataFrame, majority: Mapping[str, float] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Table 2/3 from BitFit runs (columns dataset, start, seed, test_accuracy): per dataset the
     test accuracy (%) from the pretrained model and from the centroid, mean and sd over seeds,

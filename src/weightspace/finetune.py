@@ -241,6 +241,18 @@ def evaluate(model: torch.nn.Module, data: Encoded, batch_size: int, pad_id: int
     return {"loss": loss_sum / len(data), "accuracy": correct / len(data)}
 
 
+def bitfit_trainable(model: torch.nn.Module) -> int:
+    """BitFit: freeze every body parameter except bias terms; the head (a pooler included,
+    weights.in_body) stays trainable. Returns the number of trainable parameters."""
+    from .weights import in_body
+
+    prefix = model.base_model_prefix + "."
+    for name, p in model.named_parameters():
+        body = name.startswith(prefix) and in_body(name[len(prefix):])
+        p.requires_grad_(not body or name.endswith(".bias"))
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Decay every weight matrix; not biases nor LayerNorm weights (the usual BERT recipe)."""
     decay, no_decay = [], []
@@ -552,8 +564,6 @@ def run_finetune(
         dtype=torch.float32,  # transformers 5 would otherwise take the checkpoint's dtype
     )
     if cfg.trainable == "bitfit":
-        from .centroid import bitfit_trainable
-
         log.info("BitFit: %d trainable parameters (body bias terms and the head)", bitfit_trainable(model))
     elif cfg.trainable != "all":
         raise ValueError(f"finetune.trainable must be 'all' or 'bitfit', not {cfg.trainable!r}")

@@ -203,3 +203,80 @@ def test_gpu_check_runs_at_tiny_size_and_prints_its_json_line(tmp_path):
         assert check["killed_returncode"] == -9
     assert line["throughput"] and all("error" not in row and row["examples_per_s"] > 0 for row in line["throughput"])
     assert line["points"]["loss_eval_s_per_point"] > 0 and len(line["points"]["loss_eval_rows"]) == 4
+
+
+# --- points sized by the body -----------------------------------------------------------------
+
+def test_job_memory_and_chunk_follow_from_the_body_size():
+    from weightspace.points import points_chunk, points_memory_mb
+
+    minilm, roberta = 22_700_000, 124_000_000
+    assert points_memory_mb(roberta, 8) > points_memory_mb(minilm, 8) > points_memory_mb(minilm, 1)
+    assert 12_000 < points_memory_mb(roberta, 8) < 14_000  # a chunk of 8 peaked at 13.9 GB RSS (issue 15)
+    assert points_memory_mb(minilm, 8, loaded=2) > points_memory_mb(minilm, 8)
+    # a job given the memory for chunk c materialises c points at a time, never more than asked
+    for body in (minilm, roberta):
+        for c in (1, 3, 8):
+            assert points_chunk(body, 8, points_memory_mb(body, c)) == c
+            assert points_chunk(body, 8, points_memory_mb(body, c, loaded=2), loaded=2) == c
+    assert points_chunk(roberta, 8, None) == 8  # no memory figure: the config's chunk
+    assert points_chunk(roberta, 8, 100) == 1  # never below one point
+
+
+def test_each_checkpoint_is_read_once_per_chunk(tiny_assets, monkeypatch):
+    from weightspace import weights
+    from weightspace.loss import FeatureExtractor, score_points
+    from weightspace import points as points
+    from weightspace.points import Point
+
+    extractor = FeatureExtractor(str(tiny_assets["model"]), 8)
+    pretrained = {n: p.detach().clone() for n, p in extractor.model.named_parameters() if weights.in_body(n)}
+    reads = []
+
+    def fake_checkpoint(folder, names, prefix=None):
+        reads.append(folder)
+        g = torch.Generator().manual_seed(int(folder[1:]))
+        return {n: pretrained[n] + 0.01 * torch.randn(pretrained[n].shape, generator=g) for n in names}
+
+    monkeypatch.setattr(weights, "checkpoint_body", fake_checkpoint)
+    folders = ["m0", "m1", "m2"]
+    combos = [Point.combination([folders[i % 3], folders[(i + 1) % 3]], [0.5, 0.5]) for i in range(7)]
+    splits = {"toy": tuple(df.assign(label=df["label"] % 2) for df in (_splits()["train"], _splits()["test"]))}
+    spec = {"choose": "per_target", "l2_grid": [1.0], "cv_folds": 2}
+    body = sum(t.numel() for t in pretrained.values())
+
+    def expected(chunk):
+        return sum(len({f for p in combos[lo : lo + chunk] for f, _ in p.coefficients}) for lo in range(0, len(combos), chunk))
+
+    # memory for exactly two float64 bodies beside the fixed cost (points_memory_mb rounds up
+    # to whole MB, which is many bodies of this tiny model)
+    two = points.OVERHEAD_MB + points.HEADROOM * (points.FIXED_BYTES_PER_PARAMETER + 2 * points.POINT_BYTES_PER_PARAMETER) * body / 2**20 + 1e-6
+    for chunk, memory in [(3, None), (7, None), (2, two)]:
+        reads.clear()
+        table = score_points(extractor, pretrained, "", combos, splits, spec, {"toy": 1.0}, chunk=7 if memory else chunk, progress=False, memory_mb=memory)
+        assert len(reads) == expected(chunk), (chunk, reads)
+        assert len(table) == len(combos)
+    assert expected(7) == 3  # one chunk: every checkpoint read once
+
+
+def test_out_of_memory_says_so_and_the_retry_doubles_grad_accum(tiny_assets, tmp_path, monkeypatch):
+    """A micro-batch of more than 2 examples 'does not fit' this fake GPU: the first attempt
+    fails saying what to change; the next one doubles grad_accum, resumes, and finishes."""
+    real_collate = finetune.collate
+
+    def small_memory(data, idx, pad_id):
+        if isinstance(idx, np.ndarray) and len(idx) > 2:  # training batches only
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_collate(data, idx, pad_id)
+
+    run = functools.partial(run_finetune, tiny_assets["model"], _splits(), ["bad", "good"], tmp_path / "m", tmp_path / "s", "toy", 0, CFG, progress=False)
+    _kill_at(monkeypatch, 4)
+    with pytest.raises(Killed):
+        run()  # a checkpoint at step 4 first
+    monkeypatch.setattr(finetune, "_maybe_kill", lambda at: None)
+    monkeypatch.setattr(finetune, "collate", small_memory)
+    with pytest.raises(torch.OutOfMemoryError, match="out of GPU memory at batch 4 in 1 micro-batch.*doubles finetune.grad_accum"):
+        run()
+    metrics = run()
+    assert metrics["finetune"]["grad_accum"] == 2 and metrics["steps"] == 12
+    assert [a["from_step"] for a in metrics["attempts"]] == [0, 4]  # resumed from the checkpoint (the failed attempt saved none)

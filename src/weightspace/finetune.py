@@ -32,7 +32,7 @@ import platform
 import shutil
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -61,6 +61,10 @@ class ResumeMismatch(RuntimeError):
     """The resume state was written on another device type or autocast dtype."""
 
 
+UNDIGESTED = ("grad_accum", "checkpoint_every", "checkpoint_minutes")
+OOM_FILE = "oom.json"  # in the state folder: the micro-batching an attempt ran out of memory with
+
+
 @dataclass(frozen=True)
 class FinetuneConfig:
     lr: float = 5e-5
@@ -86,7 +90,11 @@ class FinetuneConfig:
         return cls(**{k: v for k, v in values.items() if k in known})
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        """What a resume state must match: every setting that changes the training, not those
+        that only change how it is computed or checkpointed (micro-batches: the same update up
+        to rounding, so an out-of-memory retry with more of them continues the run)."""
+        keys = {k: v for k, v in asdict(self).items() if k not in UNDIGESTED}
+        return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -465,9 +473,12 @@ def train(
                 loss_value += part_value
                 (scaler.scale(loss) if scaler is not None else loss).backward()
         except torch.OutOfMemoryError as err:
+            # the retry (Snakemake's next attempt) reads this and doubles grad_accum
+            write_json(state_dir / OOM_FILE, {"grad_accum": cfg.grad_accum, "step": state.step, "micro_batch": len(micro[0])})
             raise torch.OutOfMemoryError(
                 f"{run_id}: out of GPU memory at batch {len(idx)} in {len(micro)} micro-batch(es) of up to {len(micro[0])} examples, "
-                f"max_length {cfg.max_length}: raise finetune.grad_accum (same effective batch, smaller micro-batches). {err}"
+                f"max_length {cfg.max_length}. The next attempt doubles finetune.grad_accum (same effective batch, smaller "
+                f"micro-batches) and resumes from the last checkpoint; set grad_accum in the config to start there. {err}"
             ) from err
         if scaler is not None:
             scaler.unscale_(optimizer)
@@ -507,6 +518,19 @@ def train(
     if best is not None and state.best_step != state.step:
         model.load_state_dict(best)
     return state, device, amp
+
+
+def after_out_of_memory(cfg: FinetuneConfig, state_dir: Path) -> FinetuneConfig:
+    """The config of an attempt that follows one that ran out of GPU memory (state_dir/oom.json):
+    grad_accum doubled (at most batch_size), so the retry holds half the activations. The
+    effective batch, and so the resume state, are unchanged."""
+    oom = state_dir / OOM_FILE
+    if not oom.is_file():
+        return cfg
+    failed = int(json.loads(oom.read_text())["grad_accum"])
+    accum = min(cfg.batch_size, max(cfg.grad_accum, 2 * failed))
+    log.warning("the last attempt ran out of GPU memory with grad_accum %d: this one uses %d", failed, accum)
+    return replace(cfg, grad_accum=accum)
 
 
 def configure_torch(threads: int) -> None:
@@ -552,6 +576,7 @@ def run_finetune(
 
     configure_torch(threads)
     verify_checkpoint(base_model, required=False)  # a centroid start carries checksums.json
+    cfg = after_out_of_memory(cfg, Path(state_dir))
     run_id = f"dataset '{dataset}' seed {seed}" + ("" if purpose == "finetune" else f" ({purpose})")
     derived = derive_seed(dataset, seed, purpose)
     seed_everything(derived)

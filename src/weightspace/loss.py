@@ -19,7 +19,7 @@ the probe, not the body.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -251,6 +251,7 @@ def score_points(
     chunk: int = 8,
     progress: bool = True,
     desc: str = "points",
+    memory_mb: float | None = None,
 ) -> pd.DataFrame:
     """The generalized loss of every point (weightspace.points.Point) on every target dataset:
     one row per (point, target) with the point's position in `points`, the loss beside the
@@ -259,10 +260,13 @@ def score_points(
     (l2_grid, cv_folds, choose); with `choose: per_target`, `fixed` maps every target to its
     strength (from calibrate_target), else each point cross-validates its own. Points are
     materialised `chunk` at a time (each checkpoint read once per chunk, or never when in
-    `loaded`); each target's splits are tokenised once."""
+    `loaded`), fewer when their accumulators would not fit the job's `memory_mb` or the GPU
+    (points.points_chunk); each target's splits are tokenised once."""
+    import logging
+
     from tqdm.auto import tqdm
 
-    from .points import accumulate
+    from .points import accumulate, points_chunk
 
     if spec["choose"] not in CHOICES:
         raise ValueError(f"loss.choose must be one of {CHOICES}, not {spec['choose']!r}")
@@ -273,6 +277,12 @@ def score_points(
     else:
         fixed = None
     rows = []
+    parameters = sum(t.numel() for t in pretrained.values())
+    fitted = points_chunk(parameters, chunk, memory_mb, extractor.device, len(loaded or {}))
+    if fitted < chunk:
+        logging.getLogger(__name__).info("%d points per chunk (hull.chunk %d does not fit %s)", fitted, chunk,
+                                         "the GPU" if extractor.device.type == "cuda" else f"{memory_mb} MB")
+    chunk = fitted
     # float64 accumulators for one chunk of points, allocated once and reused: a fresh
     # body-sized allocation per point costs more than the arithmetic (page faults)
     buffers = [{n: torch.empty(t.shape, dtype=torch.float64, device=extractor.device) for n, t in pretrained.items()}
@@ -313,14 +323,14 @@ CALIBRATION_COLUMNS = ["model_id", "dataset", "loss", "prior_loss", "accuracy", 
 
 def calibrate_target(
     extractor: FeatureExtractor,
-    bodies: Sequence[tuple[str, Mapping[str, torch.Tensor]]],
+    bodies: Iterable[tuple[str, Mapping[str, torch.Tensor]]],
     dataset: str,
     train: pd.DataFrame,
     test: pd.DataFrame,
     spec: Mapping[str, Any],
 ) -> dict[str, Any]:
     """The instrument's calibration on one target: its own finetuned models `bodies` (model id,
-    body). Each model's cross-validated loss curve over the L2 grid is computed on the train
+    body; read once, so a generator keeps one body in memory). Each model's cross-validated loss curve over the L2 grid is computed on the train
     split; the target's strength is the grid value with the lowest mean curve (ties: the
     stronger penalty), the one every point is scored with under `choose: per_target`. Then
     each model is scored on test with the strength the loss stages use for it (the target's,

@@ -83,6 +83,8 @@ def evaluate_path(
     spec: Mapping[str, Any],
     fixed: Mapping[str, float] | None = None,
     progress: bool = True,
+    chunk: int = 8,
+    memory_mb: float | None = None,
 ) -> pd.DataFrame:
     """Generalized loss and accuracy at every alpha on every target, beside the target's prior
     loss and majority accuracy: one row per (alpha, target). `spec`: the config's loss block;
@@ -93,7 +95,8 @@ def evaluate_path(
 
     endpoints = {str(f): checkpoint_body(f, list(pretrained), prefix) for f in (a, b)}  # read once
     points = [Point.interpolation(a, b, alpha) for alpha in alphas]
-    rows = score_points(extractor, pretrained, prefix, points, splits, spec, fixed, loaded=endpoints, progress=progress, desc="alpha grid")
+    rows = score_points(extractor, pretrained, prefix, points, splits, spec, fixed, loaded=endpoints, progress=progress, desc="alpha grid",
+                        chunk=chunk, memory_mb=memory_mb)
     rows.insert(0, "alpha", [float(alphas[i]) for i in rows.pop("point")])
     return rows
 

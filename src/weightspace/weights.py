@@ -56,6 +56,20 @@ def in_body(name: str) -> bool:
     return name.split(".", 1)[0] not in HEAD_MODULES
 
 
+def parameter_count(model_dir: str | Path) -> int:
+    """Parameters stored in a model folder's model.safetensors, from its header (nothing is
+    loaded). FileNotFoundError while the folder is still to be made (Snakemake then sizes the
+    job's resources later)."""
+    from safetensors import safe_open
+
+    path = Path(model_dir) / "model.safetensors"
+    if not path.is_file():
+        # filename = the folder as named: Snakemake recognises a job input that is still to come
+        raise FileNotFoundError(2, "no model.safetensors yet", str(model_dir))
+    with safe_open(str(path), framework="pt") as f:
+        return sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
+
+
 def body_prefix(model_dir: str | Path) -> str:
     """The attribute name of the body inside the sequence-classification model (`bert`, `roberta`, ...)."""
     from transformers import AutoConfig

@@ -19,8 +19,10 @@ from weightspace.hull import edge_region, hull_groups, set_models, set_size
 from weightspace.hull import SETS as HULL_SETS
 from weightspace.paths import pair_sets, path_alphas
 from weightspace.paths import targets as paths_targets
+from weightspace.points import points_memory_mb
 from weightspace.provenance import git_state
 from weightspace.sources import check_hub_model, package_dirname
+from weightspace.weights import parameter_count
 
 try:
     validate_config(
@@ -212,6 +214,18 @@ def hull_set_inputs(wildcards):
         # random directions rescaled to the mean task-vector norm of In
         inputs["norms"] = rules.gram.output.norms
     return inputs
+
+
+def points_mem_mb(chunk, loaded=0):
+    """The resource function of a job that scores `chunk` points at a time (`loaded`
+    checkpoints held in memory): its memory follows from the base model's parameter count
+    (weightspace.points.points_memory_mb), times the attempt. The job fits its chunks to what
+    it was given."""
+
+    def mem_mb(wildcards, input, attempt):
+        return points_memory_mb(parameter_count(input.base), chunk, loaded) * attempt
+
+    return mem_mb
 
 
 def loss_runtime(evaluations, attempt):

@@ -16,7 +16,7 @@ rule hull_set:
         "../../envs/finetune.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: 8000 * attempt,
+        mem_mb=points_mem_mb(config["hull"]["chunk"]),
         runtime=hull_set_runtime,
     params:
         group=lambda wildcards: HULL[(wildcards.level, wildcards.group)],
@@ -42,7 +42,7 @@ rule edges:
         "../../envs/finetune.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: 8000 * attempt,
+        mem_mb=points_mem_mb(config["hull"]["chunk"]),
         runtime=edges_runtime,
     params:
         region=lambda wildcards: edge_region(config),

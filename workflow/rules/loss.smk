@@ -24,7 +24,7 @@ rule calibrate:
         "../../envs/finetune.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: 8000 * attempt,
+        mem_mb=points_mem_mb(1),
         runtime=lambda wildcards, attempt: loss_runtime(
             len(seeds_of(config, wildcards.dataset)), attempt
         ),

@@ -17,8 +17,9 @@ loss, dataset = snakemake.params.loss, snakemake.wildcards.dataset
 (train, test), = probe_splits([dataset], loss).values()
 pretrained = pretrained_body(snakemake.input.base)
 prefix = body_prefix(snakemake.input.base) + "."
-bodies = [(model_id(dataset, int(folder.rsplit("seed", 1)[1])), materialize(Point.combination([folder], [1.0]), pretrained, prefix))
-          for folder in snakemake.input.models]
+# one body in memory at a time (the paper preset has 20 seeds of roberta-base on a dataset)
+bodies = ((model_id(dataset, int(folder.rsplit("seed", 1)[1])), materialize(Point.combination([folder], [1.0]), pretrained, prefix))
+          for folder in snakemake.input.models)
 result = calibrate_target(extractor_for(snakemake.input.base, loss), bodies, dataset, train, test, loss)
 write_json(snakemake.output.json, result)
 for r in result["models"]:

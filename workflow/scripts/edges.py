@@ -35,7 +35,8 @@ points = [p for _, _, p in placed]
 fixed = calibrated_strengths(snakemake.input.regularization if "regularization" in snakemake.input.keys() else [])
 splits = probe_splits(region["targets"], loss)
 extractor = extractor_for(snakemake.input.base, loss)
-table = score_points(extractor, pretrained, prefix, points, splits, loss, fixed, chunk=snakemake.config["hull"]["chunk"], desc="edges")
+table = score_points(extractor, pretrained, prefix, points, splits, loss, fixed, chunk=snakemake.config["hull"]["chunk"], desc="edges",
+                     memory_mb=snakemake.resources.mem_mb)
 table.insert(0, "distance", [placed[i][1] for i in table["point"]])
 table.insert(0, "kind", [placed[i][0] for i in table["point"]])
 table["radius"] = radius

@@ -26,7 +26,7 @@ splits = probe_splits(group["targets"], loss)
 extractor = extractor_for(snakemake.input.base, loss)
 table = score_points(
     extractor, pretrained_body(snakemake.input.base), body_prefix(snakemake.input.base) + ".",
-    points, splits, loss, fixed, chunk=snakemake.config["hull"]["chunk"], desc=f"{key}/{w.set}",
+    points, splits, loss, fixed, chunk=snakemake.config["hull"]["chunk"], desc=f"{key}/{w.set}", memory_mb=snakemake.resources.mem_mb,
 )
 table["label"] = [points[i].label for i in table["point"]]
 table["weights"] = [str(points[i]) for i in table["point"]]  # the point itself, re-scorable

@@ -17,6 +17,7 @@ extractor = extractor_for(snakemake.input.base, loss)
 table = evaluate_path(
     extractor, pretrained_body(snakemake.input.base), body_prefix(snakemake.input.a) + ".",
     snakemake.input.a, snakemake.input.b, snakemake.params.alphas, splits, loss, fixed,
+    chunk=snakemake.config["hull"]["chunk"], memory_mb=snakemake.resources.mem_mb,
 )
 (a, sa), (b, sb) = snakemake.params.pair
 table.insert(0, "model_b", f"{b}-s{sb}")

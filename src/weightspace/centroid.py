@@ -61,7 +61,7 @@ def write_centroid(base_model: str | Path, folders: Sequence[str], ids: Sequence
     pretrained = pretrained_body(base_model)
     point = Point.combination(list(folders), [1.0 / len(folders)] * len(folders), label="centroid")
     body = materialize(point, pretrained, body_prefix(base_model) + ".")
-    model = AutoModel.from_pretrained(base_model)
+    model = AutoModel.from_pretrained(base_model, dtype=torch.float32)
     params = dict(model.named_parameters())
     missing = [n for n in body if n not in params]
     if missing:

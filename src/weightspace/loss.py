@@ -70,7 +70,7 @@ class FeatureExtractor:
             raise ValueError(f"loss.pooling must be one of {POOLINGS}, not {pooling!r}")
         verify_checkpoint(base_model, required=False)
         self.tokenizer = AutoTokenizer.from_pretrained(base_model)
-        self.model = AutoModel.from_pretrained(base_model)
+        self.model = AutoModel.from_pretrained(base_model, dtype=torch.float32)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device).eval()
         self.base_model, self.max_length, self.batch_size, self.pooling = base_model, max_length, batch_size, pooling

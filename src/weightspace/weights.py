@@ -83,7 +83,7 @@ def pretrained_body(model_dir: str | Path) -> dict[str, torch.Tensor]:
     from transformers import AutoModelForSequenceClassification
 
     verify_checkpoint(model_dir, required=False)  # resources/base_model records its sha256
-    model, info = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2, output_loading_info=True)
+    model, info = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2, output_loading_info=True, dtype=torch.float32)
     prefix = model.base_model_prefix + "."
     missing = [k for k in info["missing_keys"] if k.startswith(prefix)]
     if missing:

@@ -40,10 +40,26 @@ include: "workflow/rules/hull.smk"
 include: "workflow/rules/centroid.smk"
 
 
+def all_targets():
+    """What `rule all` builds beyond the zoo: every configured stage's tables and figures."""
+    targets = (
+        [rules.summary.output.md, rules.calibration.output.csv]
+        + ([rules.plot_paths.output.fig3] if PAIRS else [])
+        + [f"results/figures/tsne_{g}.png" for g in config["geometry"]["groupings"]]
+        + ([rules.plot_hull.output.png] if HULL else [])
+        + ([rules.plot_edges.output.png] if EDGES else [])
+        + [f"results/tables/bitfit_{r}.csv" for r in BITFIT_REGIMES]
+        + [f"results/figures/bitfit_gain_{r}.png" for r in BITFIT_REGIMES]
+    )
+    if config["geometry"]["table1"]:
+        targets.append(rules.table1.output.csv)
+    return targets
+
+
 rule all:
     default_target: True
     input:
         rules.zoo.output.table,
         rules.finetune_summary.output.csv,
         rules.plot_finetune_accuracy.output.png,
-        geometry_targets(),
+        all_targets(),

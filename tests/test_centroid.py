@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
+from weightspace.centroid import gain_table, table_markdown
 from weightspace.finetune import bitfit_trainable
-from weightspace.centroid import centroid_members, gain_table, table_markdown
+from weightspace.plan import centroid_members
 
 
 def test_gain_table_on_hand_made_runs():

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from weightspace.config import ConfigError, finetune_settings, load_schema, validate_config, zoo_members
+from weightspace.config import ConfigError, finetune_settings, load_schema, validate_config
+from weightspace.plan import zoo_members
 
 from conftest import REPO
 

@@ -14,13 +14,24 @@ from weightspace.hull import (
     bootstrap_interval,
     dirichlet_weights,
     edge_points,
-    hull_groups,
     pooled_probability_of_better,
     probability_of_better,
     region_radius,
     set_points,
 )
+from weightspace.plan import hull_groups, hull_set
 from weightspace.points import Point, RandomDirection, materialize
+
+
+def folder_of(member):
+    d, s = member
+    return f"results/models/{d}/seed{s}"
+
+
+def points_of(group, which, key, seed, cap, in_norms=None):
+    """A hull_set job's points, as the workflow makes them: plan.hull_set chooses, the job builds."""
+    job = hull_set(group, which, key, seed, cap)
+    return set_points(which, job["members"], [folder_of(m) for m in job["members"]], key, seed, job["count"], in_norms if job["random"] else None)
 
 
 def test_probability_of_better_on_hand_made_sets_with_ties():
@@ -82,25 +93,25 @@ def test_groups_ex_never_holds_the_traits_own_models():
     for key, group in groups.items():
         if group["ex"] is not None:
             for cap in (None, 2):
-                pts = set_points(group, "ex", "/".join(key), 0, cap)
+                pts = points_of(group, "ex", "/".join(key), 0, cap)
                 folders = {f for p in pts for f, _ in p.coefficients}
                 assert not folders & {f"results/models/{d}/seed{s}" for d, s in group["in"]}
 
 
 def test_in_prime_combines_every_in_model_and_is_capped_in_count():
     group = hull_groups(_config())[("general", "general")]
-    pts = set_points(group, "in_prime", "general/general", 0, 5)
+    pts = points_of(group, "in_prime", "general/general", 0, 5)
     assert len(pts) == 5
     for p in pts:
         w = np.array([c for _, c in p.coefficients])
         assert len(w) == 12 and (w > 0).all() and math.isclose(w.sum(), 1.0)
-    assert [str(p) for p in pts] == [str(p) for p in set_points(group, "in_prime", "general/general", 0, 5)]
+    assert [str(p) for p in pts] == [str(p) for p in points_of(group, "in_prime", "general/general", 0, 5)]
 
 
 def test_general_ex_direction_has_exactly_the_mean_in_norm():
     group = hull_groups(_config())[("general", "general")]
     norms = list(np.linspace(1.0, 3.0, 12))
-    pts = set_points(group, "ex", "general/general", 0, 3, in_norms=norms)
+    pts = points_of(group, "ex", "general/general", 0, 3, in_norms=norms)
     assert len(pts) == 3 and all(p.pretrained == 1.0 and not p.coefficients for p in pts)
     pretrained = {"w": torch.randn(6, 4), "b": torch.randn(6)}
     for p in pts:
@@ -148,7 +159,7 @@ def test_edge_points_lie_at_the_requested_distances(tmp_path):
         # distances in radii: 0.5 and 2 lie short of the pretrained model only if it is far enough
         end = centre_norm / radius
         distances = [end / 4, end / 2, 2 * end]
-        placed = edge_points(members, radius, centre_norm, weight_norm, distances, 2, seed=0, origins=("zero", "pretrained"))
+        placed = edge_points([folder_of(m) for m in members], radius, centre_norm, weight_norm, distances, 2, seed=0, origins=("zero", "pretrained"))
         assert placed[0][:2] == ("centroid", 0.0)
         assert torch.equal(flat(materialize(placed[0][2], pretrained, "x.")), centre)
         for kind, dist, point in placed[1:]:
@@ -174,11 +185,11 @@ def test_edge_points_lie_at_the_requested_distances(tmp_path):
     reached = toward[-1][1]
     assert reached.pretrained == 1.0 and all(c == 0.0 for _, c in reached.coefficients)
     with pytest.raises(ValueError, match="origin"):
-        edge_points(members, radius, centre_norm, weight_norm, [1.0], 1, seed=0, origins=("north",))
+        edge_points([folder_of(m) for m in members], radius, centre_norm, weight_norm, [1.0], 1, seed=0, origins=("north",))
 
 
 def test_capped_sets_are_stratified_by_dataset():
-    from weightspace.hull import _capped
+    from weightspace.plan import _capped
 
     members = [(d, s) for d in ("a", "b", "c") for s in range(5)] + [("d", 0)]
     for seed in range(20):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from weightspace.summary import finetune_summary, plot_finetune_accuracy, save_figure, to_markdown
+from weightspace.figures import plot_finetune_accuracy, save_figure
+from weightspace.summary import finetune_summary, to_markdown
 
 ZOO = pd.DataFrame(
     {

@@ -17,32 +17,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .hull import family_datasets, general_datasets
+from .plan import STARTS
 
 METADATA_KEY = "weightspace_centroid_of"
-STARTS = ("pretrained", "centroid")
-REGIMES = ("full", "few_shot")
-
-
-def region_datasets(config: Mapping[str, Any], region: str) -> list[str]:
-    """`general` (the general group) or a family's main zoo datasets."""
-    return general_datasets(config) if region == "general" else family_datasets(config, region)
-
-
-def centroid_targets(config: Mapping[str, Any]) -> list[str]:
-    spec = config["centroid"]
-    return list(spec.get("targets") or region_datasets(config, spec["region"]))
-
-
-def centroid_members(config: Mapping[str, Any], target: str) -> list[tuple[str, int]]:
-    """The region's models that the centroid for `target` averages: every one not finetuned on
-    `target` (nor on a training-size variant of it)."""
-    from .config import seeds_of
-
-    def base(d: str) -> str:
-        return config["datasets"][d].get("size_of") or d
-
-    return [(d, s) for d in region_datasets(config, config["centroid"]["region"]) if base(d) != target for s in seeds_of(config, d)]
 
 
 def write_centroid(base_model: str | Path, folders: Sequence[str], ids: Sequence[str], out_dir: str | Path) -> dict[str, Any]:
@@ -152,33 +129,3 @@ def table_markdown(table: pd.DataFrame, summary: Mapping[str, Any], title: str) 
               f"mean gain over all {summary['datasets']}: {summary['mean_gain_all']:+.2f}). "
               "Test accuracy in %, mean ± sd over seeds; BitFit (bias terms and a new head, a pooler included)."]
     return "\n".join(lines) + "\n"
-
-
-def plot_gains(table: pd.DataFrame, title: str, style: str = "whitegrid", palette: str = "colorblind"):
-    """Fig. 6 / Fig. 14: the centroid's gain over the pretrained start per dataset."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    sns.set_theme(style=style, context="paper")
-    colours = sns.color_palette(palette, 2)
-    t = table.sort_values("gain", ascending=False)
-    fig, ax = plt.subplots(figsize=(max(3.5, 0.55 * len(t) + 1.5), 3.2))
-    informative = t["informative"] if "informative" in t else pd.Series(True, index=t.index)
-    ax.bar(t["dataset"], t["gain"], color=[("0.75" if not ok else colours[0] if g >= 0 else colours[1]) for g, ok in zip(t["gain"], informative)])
-    for x, (g, ok) in enumerate(zip(t["gain"], informative)):
-        if not ok:
-            ax.text(x, g, "both at\nmajority", ha="center", va="bottom", fontsize=5, color="0.3")
-    ax.axhline(0, color="0.3", linewidth=0.8)
-    mean = t.loc[informative.to_numpy(), "gain"].mean()
-    ax.axhline(mean, color="0.3", linewidth=0.8, linestyle="--", label=f"mean over informative datasets {mean:+.2f}")
-    ax.set_ylabel("test accuracy gain (points)\ncentroid - pretrained start")
-    ax.set_title(title, fontsize=9)
-    ax.tick_params(axis="x", rotation=45)
-    for label in ax.get_xticklabels():
-        label.set_horizontalalignment("right")
-    ax.legend(frameon=False, fontsize=7)
-    fig.tight_layout()
-    return fig

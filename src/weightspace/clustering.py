@@ -157,28 +157,3 @@ def cluster_grouping(cos: np.ndarray, labels: pd.Series, random_state: int = 0, 
         }
     )
     return metrics, assignments, group_scores(truth, clusters)
-
-
-def plot_tsne(assignments: pd.DataFrame, title: str, style: str = "whitegrid", palette: str = "colorblind"):
-    """Fig. 2: t-SNE of the task vectors, colour = true group; the larger, paler marker behind
-    each point is coloured by the group its assigned cluster stands for."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    sns.set_theme(style=style, context="paper")
-    groups = sorted(assignments["group"].unique())
-    colours = dict(zip(groups, sns.color_palette(palette, len(groups))))
-    fig, ax = plt.subplots(figsize=(5.2, 4.2))
-    ax.scatter(assignments["tsne_x"], assignments["tsne_y"], s=220, c=[colours[g] for g in assignments["cluster_label"]], alpha=0.3, linewidths=0)
-    for g in groups:
-        sel = assignments["group"] == g
-        ax.scatter(assignments.loc[sel, "tsne_x"], assignments.loc[sel, "tsne_y"], s=30, color=colours[g], label=g, edgecolor="white", linewidth=0.5)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(title, fontsize=9)
-    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    fig.tight_layout()
-    return fig

@@ -14,6 +14,8 @@ from typing import Any, Iterable, Mapping
 import jsonschema
 import yaml
 
+from .plan import centroid_members, centroid_targets, main_datasets, seeds_of, size_variant
+
 DATASET_OVERRIDES = ("test_fraction", "dev_fraction", "max_train", "max_dev", "max_test")
 
 
@@ -190,28 +192,6 @@ def finetune_settings(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     return {**config["finetune"], **config["datasets"][name].get("finetune", {})}
 
 
-def seeds_of(config: Mapping[str, Any], name: str) -> list[int]:
-    return list(config["datasets"][name].get("seeds", config["zoo"]["seeds"]))
-
-
-def zoo_members(config: Mapping[str, Any]) -> list[tuple[str, int]]:
-    """(dataset, seed) for every model the config asks to finetune, in a stable order."""
-    return [(name, seed) for name in config["zoo"]["datasets"] for seed in seeds_of(config, name)]
-
-
-def main_datasets(config: Mapping[str, Any]) -> list[str]:
-    """The zoo's datasets without the size experiment's variants (`<dataset>_n<size>`)."""
-    return [d for d in config["zoo"]["datasets"] if not config["datasets"][d].get("size_of")]
-
-
-def model_id(dataset: str, seed: int) -> str:
-    return f"{dataset}-s{seed}"
-
-
-def size_variant(dataset: str, size: int) -> str:
-    return f"{dataset}_n{size}"
-
-
 def _expand_size_experiment(config: dict) -> None:
     """Add a registry entry per (dataset, size) of the size experiment and put it in the zoo."""
     block = config.get("size_experiment")
@@ -347,8 +327,6 @@ def _check_centroid(config: dict) -> None:
     for i, d in enumerate(spec.get("targets") or []):
         if d not in main:
             raise ConfigError(f"centroid.targets.{i}", f"{d!r} is not a finetuned dataset (zoo.datasets)")
-    from .centroid import centroid_members, centroid_targets
-
     for d in centroid_targets(config):
         if not centroid_members(config, d):
             raise ConfigError("centroid.region", f"the centroid for {d!r} would average no model: the region has only {d!r}'s models")

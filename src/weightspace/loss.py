@@ -37,15 +37,22 @@ def subsample(df: pd.DataFrame, cap: int | None, key: str) -> pd.DataFrame:
     return df.iloc[stratified_subsample(df["label"].to_numpy(), cap, rng)].reset_index(drop=True)
 
 
-def probe_splits(datasets: Sequence[str], loss: Mapping[str, Any], root: str = "results/data") -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+def probe_splits(datasets: Sequence[str], loss: Mapping[str, Any], files: Sequence[str]) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
     """dataset -> (train, test) as the probe sees them: the prepared splits capped by the
-    `loss` settings (max_train, max_test), the same examples in every job."""
+    `loss` settings (max_train, max_test), the same examples in every job. `files`: the jobs'
+    split files, `<folder>/<dataset>/train.parquet` and `.../test.parquet` of each dataset."""
+    from pathlib import Path
+
     from .data import load_split
 
+    by_name = {(Path(f).parent.name, Path(f).stem): str(f) for f in files}
+    missing = [f"{d}/{s}" for d in datasets for s in ("train", "test") if (d, s) not in by_name]
+    if missing:
+        raise ValueError(f"no split file for {missing} among {list(files)[:6]}")
     return {
         name: (
-            subsample(load_split(f"{root}/{name}/train.parquet"), loss["max_train"], f"{name}/train"),
-            subsample(load_split(f"{root}/{name}/test.parquet"), loss["max_test"], f"{name}/test"),
+            subsample(load_split(by_name[(name, "train")]), loss["max_train"], f"{name}/train"),
+            subsample(load_split(by_name[(name, "test")]), loss["max_test"], f"{name}/test"),
         )
         for name in datasets
     }

@@ -8,68 +8,10 @@ splits tokenised once.
 
 from __future__ import annotations
 
-import itertools
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-
-
-PAIRSETS = ("same_dataset", "same_family", "cross_family")
-
-
-def extrapolation_alphas(steps: int, largest: float) -> list[float]:
-    """`steps` log-spaced alphas from 1 to `largest`, mirrored (1 - alpha): 0 ... 1 - largest.
-    The endpoints 0 and 1 are left to the interpolation grid."""
-    if steps == 0:
-        return []
-    ext = np.logspace(0.0, np.log10(largest), steps)[1:]
-    return sorted([float(a) for a in ext] + [float(1.0 - a) for a in ext])
-
-
-def path_alphas(spec: Mapping[str, Any]) -> list[float]:
-    return sorted(set(map(float, spec["alphas"])) | set(extrapolation_alphas(spec["extrapolation_steps"], spec["extrapolation_max"])))
-
-
-def pair_sets(config: Mapping[str, Any]) -> dict[str, list[tuple[tuple[str, int], tuple[str, int]]]]:
-    """Pair set -> [((dataset, seed), (dataset, seed)), ...] for the configured pair sets."""
-    from .config import seeds_of
-
-    spec = config.get("paths") or {}
-    out = {}
-    for name in PAIRSETS:
-        block = spec.get(name)
-        if not block:
-            continue
-        if name == "same_dataset":
-            d = block["dataset"]
-            pairs = [((d, a), (d, b)) for a, b in itertools.combinations(seeds_of(config, d), 2)]
-        else:
-            a, b = block["datasets"]
-            pairs = [((a, s), (b, t)) for s, t in itertools.product(seeds_of(config, a), seeds_of(config, b))]
-        out[name] = pairs[: block.get("max_pairs") or len(pairs)]
-    return out
-
-
-def targets(config: Mapping[str, Any], pairset: str) -> list[str]:
-    """Datasets a pair set is scored on: its `targets` (a list of datasets, or a family: that
-    family's datasets), or by default the pair's dataset; the datasets of the families the pair
-    shares; every main zoo dataset."""
-    spec = config["paths"][pairset]
-    from .config import main_datasets
-
-    main = main_datasets(config)
-    if isinstance(spec.get("targets"), list):
-        return list(spec["targets"])
-    if spec.get("targets"):
-        return [d for d in main if spec["targets"] in config["datasets"][d]["families"]]
-    if pairset == "same_dataset":
-        return [spec["dataset"]]
-    if pairset == "same_family":
-        a, b = spec["datasets"]
-        shared = set(config["datasets"][a]["families"]) & set(config["datasets"][b]["families"])
-        return [d for d in main if shared & set(config["datasets"][d]["families"])]
-    return main
 
 
 def evaluate_path(
@@ -153,67 +95,3 @@ def path_statistics(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
             "regularization": sorted(float(r) for r in set(table[table["pairset"] == name]["regularization"])),
         }
     return out
-
-
-def plot_paths(table: pd.DataFrame, extrapolation: bool, style: str = "whitegrid", palette: str = "colorblind"):
-    """Fig. 3 (extrapolation=False: alpha in [0, 1]) or Fig. 5 (the whole grid, symmetric-log
-    alpha axis): one panel per pair set, mean +- sd over pairs of the target-averaged loss,
-    with the prior predictor's loss on the same targets (dotted)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    from .figures import draw_prior
-
-    sns.set_theme(style=style, context="paper")
-    curves = pair_curves(table)
-    if not extrapolation:
-        curves = curves[(curves["alpha"] >= 0) & (curves["alpha"] <= 1)]
-    names = list(dict.fromkeys(curves["pairset"]))
-    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.0), squeeze=False)
-    colour = sns.color_palette(palette, 1)[0]
-    for ax, name in zip(axes[0], names):
-        sub = curves[curves["pairset"] == name]
-        c = sub.groupby("alpha")["loss"].agg(["mean", "std"]).fillna(0.0)
-        ax.plot(c.index, c["mean"], marker="o", ms=3, color=colour, label="generalized loss")
-        ax.fill_between(c.index, c["mean"] - c["std"], c["mean"] + c["std"], alpha=0.25, color=colour, linewidth=0)
-        ends = sub[sub["alpha"].isin([0.0, 1.0])]["loss"].mean()
-        draw_prior(ax, float(sub["prior_loss"].mean()), float(ends), what="the endpoint models")
-        if extrapolation:
-            ax.set_xscale("symlog", linthresh=1.0)
-            ax.axvspan(0, 1, color="0.9", zorder=0)
-        ax.set_title(name.replace("_", " "))
-        ax.set_xlabel("alpha")
-        ax.legend(fontsize=6, frameon=False, loc="lower right")
-    axes[0][0].set_ylabel("generalized loss (mean over targets)")
-    fig.tight_layout()
-    return fig
-
-
-def plot_paths_per_dataset(table: pd.DataFrame, style: str = "whitegrid", palette: str = "colorblind"):
-    """Fig. 10/12/13: the loss along the paths per target dataset (mean over pairs), one panel
-    per pair set, symmetric-log alpha axis; each target's prior loss dotted in its colour."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    sns.set_theme(style=style, context="paper")
-    names = list(dict.fromkeys(table["pairset"]))
-    fig, axes = plt.subplots(1, len(names), figsize=(3.8 * len(names), 3.2), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        sub = table[table["pairset"] == name].groupby(["target", "alpha"], as_index=False)[["loss", "prior_loss"]].mean()
-        order = list(dict.fromkeys(sub["target"]))
-        colours = dict(zip(order, sns.color_palette(palette, len(order))))
-        sns.lineplot(data=sub, x="alpha", y="loss", hue="target", hue_order=order, palette=colours, ax=ax, marker="o", markersize=3)
-        for target in order:
-            ax.axhline(float(sub[sub["target"] == target]["prior_loss"].iloc[0]), color=colours[target], linestyle=":", linewidth=0.9)
-        ax.set_xscale("symlog", linthresh=1.0)
-        ax.axvspan(0, 1, color="0.9", zorder=0)
-        ax.set_title(name.replace("_", " "))
-        ax.legend(fontsize=6, frameon=False)
-    fig.tight_layout()
-    return fig

@@ -3,6 +3,59 @@
 # pretrained model per (regime, dataset, seed), and the tables and figures that compare them.
 
 
+CENTROID = config.get("centroid")
+
+
+BITFIT_REGIMES = (
+    [r for r in plan.REGIMES if r == "full" or CENTROID["few_shot"] is not None]
+    if CENTROID
+    else []
+)
+
+
+def centroid_inputs(wildcards):
+    return {
+        "base": "resources/base_model",
+        "models": model_folders(
+            "models", plan.centroid_members(config, wildcards.dataset)
+        ),
+    }
+
+
+def bitfit_inputs(wildcards):
+    start = (
+        "resources/base_model"
+        if wildcards.start == "pretrained"
+        else f"results/centroids/{wildcards.dataset}"
+    )
+    return {
+        "start": start,
+        **{
+            split: f"results/data/{wildcards.dataset}/{split}.parquet"
+            for split in ("train", "dev", "test")
+        },
+        "info": f"results/data/{wildcards.dataset}/info.json",
+    }
+
+
+def bitfit_settings(dataset):
+    """BitFit's hyperparameters: the dataset's finetune settings, then centroid.finetune."""
+    return {
+        **finetune_settings(config, dataset),
+        **CENTROID["finetune"],
+        "trainable": "bitfit",
+    }
+
+
+def bitfit_runs(wildcards):
+    return [
+        f"results/bitfit/{wildcards.regime}/{start}/{d}/seed{s}"
+        for d in plan.centroid_targets(config)
+        for start in plan.STARTS
+        for s in CENTROID["seeds"]
+    ]
+
+
 rule centroid:
     input:
         unpack(centroid_inputs),
@@ -17,7 +70,7 @@ rule centroid:
         mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=lambda wildcards, attempt: 60 * attempt,
     params:
-        members=lambda wildcards: centroid_members(config, wildcards.dataset),
+        members=lambda wildcards: plan.centroid_members(config, wildcards.dataset),
     script:
         "../scripts/centroid.py"
 
@@ -57,7 +110,7 @@ rule bitfit_table:
     input:
         runs=bitfit_runs,
         info=lambda wildcards: [
-            f"results/data/{d}/info.json" for d in centroid_targets(config)
+            f"results/data/{d}/info.json" for d in plan.centroid_targets(config)
         ],
         zoo=rules.zoo.output.table,
     output:

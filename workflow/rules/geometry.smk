@@ -2,6 +2,20 @@
 # ranges, then reduce), spectral clustering and t-SNE per grouping, Fig. 2 and Table 1.
 
 
+def table1_input(key):
+    """Group scores of the grouping geometry.table1 names under `key` (none if no Table 1)."""
+    table1 = config["geometry"]["table1"] or {}
+    if not table1.get(key):
+        return []
+    return [f"results/geometry/clusters/{table1[key]}/group_scores.csv"]
+
+
+def gram_part_mem_mb():
+    """Memory of a Gram map job: models x chunk_size x (4 + 8) bytes, with headroom."""
+    block_mb = len(MEMBERS) * config["flatten"]["chunk_size"] * 12 / 1e6
+    return int(1000 + 2 * block_mb)
+
+
 rule gram_part:
     input:
         weights=model_folders("weights"),
@@ -66,7 +80,6 @@ rule cluster:
 localrules:
     plot_tsne,
     table1,
-    summary,
 
 
 rule plot_tsne:
@@ -117,35 +130,3 @@ rule table1:
         table1=config["geometry"]["table1"],
     script:
         "../scripts/table1.py"
-
-
-rule summary:
-    input:
-        unpack(summary_extra_inputs),
-        metrics=expand(
-            "results/geometry/clusters/{grouping}/metrics.json",
-            grouping=config["geometry"]["groupings"],
-        ),
-        scores=expand(
-            "results/geometry/clusters/{grouping}/group_scores.csv",
-            grouping=config["geometry"]["groupings"],
-        ),
-        zoo=rules.zoo.output.table,
-    output:
-        md=report(
-            "results/summary.md",
-            caption="../report/summary.rst",
-            category="Summary",
-            labels={"table": "ours vs the paper"},
-        ),
-        json="results/summary.json",
-        provenance="results/summary.md.provenance.json",
-    log:
-        "results/logs/summary.log",
-    conda:
-        "../../envs/analysis.yaml"
-    params:
-        groupings=config["geometry"]["groupings"],
-        table1=config["geometry"]["table1"],
-    script:
-        "../scripts/summary.py"

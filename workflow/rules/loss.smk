@@ -6,12 +6,14 @@
 # no loss stage uses them.
 
 
+def own_models(dataset):
+    """The zoo models finetuned on `dataset` (dataset, seed)."""
+    return [(dataset, s) for s in seeds_of(config, dataset)]
+
+
 rule calibrate:
     input:
-        models=lambda wildcards: [
-            f"results/models/{wildcards.dataset}/seed{s}"
-            for s in seeds_of(config, wildcards.dataset)
-        ],
+        models=lambda wildcards: model_folders("models", own_models(wildcards.dataset)),
         base="resources/base_model",
         data=lambda wildcards: data_inputs([wildcards.dataset]),
     output:
@@ -30,6 +32,7 @@ rule calibrate:
         ),
     params:
         loss=config["loss"],
+        models=lambda wildcards: [model_id(*m) for m in own_models(wildcards.dataset)],
     script:
         "../scripts/calibrate.py"
 

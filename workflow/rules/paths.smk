@@ -2,6 +2,33 @@
 # one job per pair evaluates the whole alpha grid on the pair set's target datasets.
 
 
+PAIRS = plan.pair_sets(config)
+
+
+def path_inputs(wildcards):
+    (a, sa), (b, sb) = PAIRS[wildcards.pairset][int(wildcards.pair)]
+    data = data_inputs(path_targets(wildcards.pairset))
+    return {
+        "a": model_folder((a, sa)),
+        "b": model_folder((b, sb)),
+        "base": "resources/base_model",
+        "data": data,
+        **regularization_inputs(path_targets(wildcards.pairset)),
+    }
+
+
+def path_targets(pairset):
+    return plan.path_targets(config, pairset)
+
+
+def path_tables():
+    return [
+        f"results/paths/{name}/pair{i}.parquet"
+        for name, pairs in PAIRS.items()
+        for i in range(len(pairs))
+    ]
+
+
 rule path:
     input:
         unpack(path_inputs),
@@ -20,7 +47,7 @@ rule path:
     params:
         pair=lambda wildcards: PAIRS[wildcards.pairset][int(wildcards.pair)],
         targets=lambda wildcards: path_targets(wildcards.pairset),
-        alphas=lambda wildcards: path_alphas(config["paths"]),
+        alphas=lambda wildcards: plan.path_alphas(config["paths"]),
         loss=config["loss"],
     script:
         "../scripts/path.py"

@@ -1,9 +1,32 @@
 # Tables and figures about the zoo: how well each finetune learned its dataset.
 
 
+def summary_inputs(wildcards):
+    """The zoo table and every dataset's info.json (majority-class baselines)."""
+    return {
+        "zoo": rules.zoo.output.table,
+        "info": [f"results/data/{d}/info.json" for d in config["zoo"]["datasets"]],
+    }
+
+
+def summary_extra_inputs(wildcards):
+    """Later stages' statistics that results/summary.md reports when they are configured."""
+    extra = {"calibration": rules.calibration.output.csv}
+    if PAIRS:
+        extra["paths"] = "results/paths/path_stats.json"
+    if HULL:
+        extra["hull"] = "results/tables/probability_of_better.csv"
+    if EDGES:
+        extra["edges"] = "results/hull/edges.parquet"
+    for r in BITFIT_REGIMES:
+        extra[f"bitfit_{r}"] = f"results/tables/bitfit_{r}.json"
+    return extra
+
+
 localrules:
     finetune_summary,
     plot_finetune_accuracy,
+    summary,
 
 
 rule finetune_summary:
@@ -49,3 +72,35 @@ rule plot_finetune_accuracy:
         figures=config["figures"],
     script:
         "../scripts/plot_finetune_accuracy.py"
+
+
+rule summary:
+    input:
+        unpack(summary_extra_inputs),
+        metrics=expand(
+            "results/geometry/clusters/{grouping}/metrics.json",
+            grouping=config["geometry"]["groupings"],
+        ),
+        scores=expand(
+            "results/geometry/clusters/{grouping}/group_scores.csv",
+            grouping=config["geometry"]["groupings"],
+        ),
+        zoo=rules.zoo.output.table,
+    output:
+        md=report(
+            "results/summary.md",
+            caption="../report/summary.rst",
+            category="Summary",
+            labels={"table": "ours vs the paper"},
+        ),
+        json="results/summary.json",
+        provenance="results/summary.md.provenance.json",
+    log:
+        "results/logs/summary.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        groupings=config["geometry"]["groupings"],
+        table1=config["geometry"]["table1"],
+    script:
+        "../scripts/summary.py"

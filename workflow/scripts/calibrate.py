@@ -3,7 +3,6 @@ strength the loss stages use on it."""
 
 import logging
 
-from weightspace.config import model_id
 from weightspace.finetune import configure_torch
 from weightspace.io import write_json
 from weightspace.logs import to_log_file
@@ -14,12 +13,12 @@ from weightspace.weights import body_prefix, pretrained_body
 to_log_file(snakemake.log[0])
 configure_torch(snakemake.threads)
 loss, dataset = snakemake.params.loss, snakemake.wildcards.dataset
-(train, test), = probe_splits([dataset], loss).values()
+(train, test), = probe_splits([dataset], loss, snakemake.input.data).values()
 pretrained = pretrained_body(snakemake.input.base)
 prefix = body_prefix(snakemake.input.base) + "."
 # one body in memory at a time (the paper preset has 20 seeds of roberta-base on a dataset)
-bodies = ((model_id(dataset, int(folder.rsplit("seed", 1)[1])), materialize(Point.combination([folder], [1.0]), pretrained, prefix))
-          for folder in snakemake.input.models)
+bodies = ((model, materialize(Point.combination([folder], [1.0]), pretrained, prefix))
+          for model, folder in zip(snakemake.params.models, snakemake.input.models, strict=True))
 result = calibrate_target(extractor_for(snakemake.input.base, loss), bodies, dataset, train, test, loss)
 write_json(snakemake.output.json, result)
 for r in result["models"]:

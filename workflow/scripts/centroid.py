@@ -3,8 +3,8 @@
 import logging
 
 from weightspace.centroid import write_centroid
-from weightspace.config import model_id
 from weightspace.logs import to_log_file
+from weightspace.plan import model_id
 
 to_log_file(snakemake.log[0])
 members = [tuple(m) for m in snakemake.params.members]

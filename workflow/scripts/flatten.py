@@ -5,6 +5,7 @@ import logging
 
 from weightspace.io import read_json, sha256_file
 from weightspace.logs import to_log_file
+from weightspace.plan import model_id
 from weightspace.weights import checkpoint_body, make_index, pretrained_body, read_index, write_flat
 from pathlib import Path
 
@@ -22,7 +23,7 @@ else:
     checkpoint = Path(snakemake.input.model)
     body = checkpoint_body(checkpoint, [p.name for p in index])
     dataset, seed = snakemake.wildcards.dataset, int(snakemake.wildcards.seed)
-    identity = {"model_id": f"{dataset}-s{seed}", "dataset": dataset, "families": list(snakemake.params.families),
+    identity = {"model_id": model_id(dataset, seed), "dataset": dataset, "families": list(snakemake.params.families),
                 "derived_from": snakemake.params.derived_from, "seed": seed, "base_model": base_name,
                 "checkpoint_sha256": read_json(checkpoint / "checksums.json")["model.safetensors"]}
 manifest = write_flat(body, index, snakemake.output.weights, identity, sizes["chunk_size"], sizes["shard_size"])

@@ -1,6 +1,5 @@
 """One set (In, In' or Ex) of one group at one granularity, scored on the group's datasets."""
 
-import json
 import logging
 
 import pandas as pd
@@ -9,24 +8,25 @@ from weightspace.finetune import configure_torch
 from weightspace.hull import set_points
 from weightspace.logs import to_log_file
 from weightspace.loss import calibrated_strengths, extractor_for, probe_splits, score_points
+from weightspace.plan import model_id
 from weightspace.weights import body_prefix, pretrained_body
 
 to_log_file(snakemake.log[0])
 configure_torch(snakemake.threads)
-w, group, spec, loss = snakemake.wildcards, snakemake.params.group, snakemake.params.hull, snakemake.params.loss
-key = f"{w.level}/{w.group}"
+w, job, spec, loss = snakemake.wildcards, snakemake.params.set, snakemake.params.hull, snakemake.params.loss
+members = [tuple(m) for m in job["members"]]  # plan.hull_set: the DAG's choice, not derived again
 in_norms = None
-if "norms" in snakemake.input.keys():
+if job["random"]:
     norms = pd.read_parquet(snakemake.input.norms).set_index("model_id")["norm"]
-    in_norms = [float(norms[f"{d}-s{s}"]) for d, s in group["in"]]
+    in_norms = [float(norms[model_id(d, s)]) for d, s in job["in"]]
     logging.info("mean task-vector norm of In (%d models): %.4f", len(in_norms), sum(in_norms) / len(in_norms))
-points = set_points(group, w.set, key, spec["seed"], spec["max_points"], in_norms)
+points = set_points(w.set, members, list(snakemake.input.models), job["key"], spec["seed"], job["count"], in_norms)
 fixed = calibrated_strengths(snakemake.input.regularization if "regularization" in snakemake.input.keys() else [])
-splits = probe_splits(group["targets"], loss)
+splits = probe_splits(job["targets"], loss, snakemake.input.data)
 extractor = extractor_for(snakemake.input.base, loss)
 table = score_points(
     extractor, pretrained_body(snakemake.input.base), body_prefix(snakemake.input.base) + ".",
-    points, splits, loss, fixed, chunk=snakemake.config["hull"]["chunk"], desc=f"{key}/{w.set}", memory_mb=snakemake.resources.mem_mb,
+    points, splits, loss, fixed, chunk=snakemake.config["hull"]["chunk"], desc=f"{job['key']}/{w.set}", memory_mb=snakemake.resources.mem_mb,
 )
 table["label"] = [points[i].label for i in table["point"]]
 table["weights"] = [str(points[i]) for i in table["point"]]  # the point itself, re-scorable

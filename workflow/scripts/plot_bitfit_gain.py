@@ -4,10 +4,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from weightspace.centroid import plot_gains
+from weightspace.figures import plot_gains, save_figure
 from weightspace.logs import to_log_file
 from weightspace.provenance import write_provenance
-from weightspace.summary import save_figure
 from weightspace.zoo import read_zoo
 
 to_log_file(snakemake.log[0])

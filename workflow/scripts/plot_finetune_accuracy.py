@@ -4,7 +4,7 @@ from pathlib import Path
 
 from weightspace.logs import to_log_file
 from weightspace.provenance import write_provenance
-from weightspace.summary import plot_finetune_accuracy, save_figure
+from weightspace.figures import plot_finetune_accuracy, save_figure
 from weightspace.zoo import majority_accuracy, read_zoo
 
 to_log_file(snakemake.log[0])

@@ -5,9 +5,8 @@ from pathlib import Path
 import pandas as pd
 
 from weightspace.logs import to_log_file
-from weightspace.paths import plot_paths, plot_paths_per_dataset
+from weightspace.figures import plot_paths, plot_paths_per_dataset, save_figure
 from weightspace.provenance import write_provenance
-from weightspace.summary import save_figure
 from weightspace.zoo import read_zoo
 
 to_log_file(snakemake.log[0])

@@ -4,11 +4,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from weightspace.clustering import plot_tsne
+from weightspace.figures import plot_tsne, save_figure
 from weightspace.io import read_json
 from weightspace.logs import to_log_file
 from weightspace.provenance import write_provenance
-from weightspace.summary import save_figure
 from weightspace.zoo import read_zoo
 
 to_log_file(snakemake.log[0])

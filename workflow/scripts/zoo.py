@@ -3,7 +3,7 @@
 import logging
 from pathlib import Path
 
-from weightspace.config import model_id
+from weightspace.plan import model_id
 from weightspace.logs import to_log_file
 from weightspace.provenance import write_provenance
 from weightspace.zoo import write_zoo, zoo_row

@@ -24,7 +24,9 @@ from _common import make_model, texts
 def ours(model_dir: Path, df: pd.DataFrame, steps: int, batch: int, max_length: int, work: Path) -> float:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from weightspace.finetune import FinetuneConfig, configure_torch, encode, train
+    from weightspace.batches import encode
+    from weightspace.device import configure_torch
+    from weightspace.finetune import FinetuneConfig, train
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     torch.manual_seed(0)

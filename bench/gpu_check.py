@@ -73,7 +73,7 @@ def build_model(sz: dict, seed: int):
 
 def token_data(n: int, seq: int, vocab: int, seed: int, fixed_length: bool):
     """Synthetic examples: <s> random tokens </s>, all `seq` long or of varied length."""
-    from weightspace.finetune import Encoded
+    from weightspace.batches import Encoded
 
     rng = np.random.default_rng(seed)
     lengths = np.full(n, seq) if fixed_length else rng.integers(seq // 4, seq + 1, n)
@@ -87,7 +87,8 @@ def child(sz: dict, precision: str, state_dir: str, out_file: str) -> None:
     """One deterministic finetune (killed by WEIGHTSPACE_KILL_AFTER_STEP when set); its weights to out_file."""
     from safetensors.torch import save_file
 
-    from weightspace.finetune import FinetuneConfig, configure_torch, train
+    from weightspace.device import configure_torch
+    from weightspace.finetune import FinetuneConfig, train
 
     configure_torch(min(8, os.cpu_count() or 1))
     model = build_model(sz, 0)
@@ -273,7 +274,7 @@ def features_and_points(sz: dict, work: Path, cuda: bool) -> dict:
 def environment_section(cuda: bool) -> dict:
     import transformers
 
-    from weightspace.finetune import native_bf16
+    from weightspace.device import native_bf16
 
     env = {"torch": torch.__version__, "transformers": transformers.__version__, "cuda": torch.version.cuda, "cuda_available": cuda,
            "cpu_threads": torch.get_num_threads()}
@@ -300,7 +301,7 @@ def main() -> None:
     if args.child:
         child(sz, *args.child)
         return
-    from weightspace.finetune import configure_torch
+    from weightspace.device import configure_torch
 
     cuda = torch.cuda.is_available()
     result: dict = {"bench": "gpu_check", "size": "tiny" if args.tiny else "roberta-base", "ratio": None}

@@ -52,7 +52,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    from weightspace.finetune import collate, encode
+    from weightspace.batches import collate, encode
     from weightspace.loss import FeatureExtractor, calibrated_probe
     from weightspace.sources import archive_of, extract_folder, fetch_package
 

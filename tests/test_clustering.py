@@ -11,7 +11,7 @@ from weightspace.clustering import (
     group_scores,
     grouping_labels,
     hungarian_accuracy,
-    majority_accuracy,
+    majority_rule_accuracy,
     majority_mapping,
     within_between,
 )
@@ -22,14 +22,14 @@ def test_majority_rule_can_give_two_clusters_one_label_hungarian_cannot():
     truth = ["a", "a", "a", "a", "b", "b"]
     clusters = [0, 0, 1, 1, 1, 2]  # cluster 1: a, a, b -> a ; cluster 2: b
     assert majority_mapping(truth, clusters) == {0: "a", 1: "a", 2: "b"}
-    assert majority_accuracy(truth, clusters) == pytest.approx(5 / 6)
+    assert majority_rule_accuracy(truth, clusters) == pytest.approx(5 / 6)
     # one-to-one, two groups for three clusters: at best 2 (a) + 1 (b) models matched
     assert hungarian_accuracy(truth, clusters) == pytest.approx(3 / 6)
 
 
 def test_perfect_and_permuted_clusterings_score_one():
     truth = ["x", "x", "y", "y", "z", "z"]
-    assert majority_accuracy(truth, [2, 2, 0, 0, 1, 1]) == 1.0
+    assert majority_rule_accuracy(truth, [2, 2, 0, 0, 1, 1]) == 1.0
     assert hungarian_accuracy(truth, [2, 2, 0, 0, 1, 1]) == 1.0
 
 

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from weightspace.finetune import FinetuneConfig, TrainingDiverged, collate, encode, epoch_order, lr_multiplier, run_finetune, total_steps
+from weightspace.batches import collate, encode, epoch_order
+from weightspace.finetune import FinetuneConfig, TrainingDiverged, lr_multiplier, run_finetune, total_steps
 
 
 def test_lr_schedule_warms_up_then_decays_to_zero():

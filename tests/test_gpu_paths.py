@@ -13,7 +13,10 @@ import pytest
 import torch
 
 from weightspace import finetune
-from weightspace.finetune import FinetuneConfig, GPUMissing, ResumeMismatch, encode, resolve_device, run_finetune, train
+from weightspace.batches import encode
+from weightspace.device import GPUMissing, resolve_device
+from weightspace.finetune import FinetuneConfig, run_finetune, train
+from weightspace.resume import ResumeMismatch, TrainState, save_checkpoint
 
 
 class Killed(Exception):
@@ -156,16 +159,18 @@ def test_unchanged_best_weights_are_linked_not_rewritten(tmp_path, monkeypatch):
     model = torch.nn.Linear(3, 2)
     opt = torch.optim.AdamW(model.parameters())
     best = {k: v.clone() for k, v in model.state_dict().items()}
-    state = finetune.TrainState(step=4, best_step=2)
+    state = TrainState(step=4, best_step=2)
     links = []
-    real_link = finetune.os.link
-    monkeypatch.setattr(finetune.os, "link", lambda a, b: (links.append(b), real_link(a, b)))
-    finetune.save_checkpoint(tmp_path, model, opt, state, best, {})
+    from weightspace import resume
+
+    real_link = resume.os.link
+    monkeypatch.setattr(resume.os, "link", lambda a, b: (links.append(b), real_link(a, b)))
+    save_checkpoint(tmp_path, model, opt, state, best, {})
     state.step = 8
-    finetune.save_checkpoint(tmp_path, model, opt, state, best, {})
+    save_checkpoint(tmp_path, model, opt, state, best, {})
     assert len(links) == 1
     state.step, state.best_step = 12, 10
-    finetune.save_checkpoint(tmp_path, model, opt, state, {k: v + 1 for k, v in best.items()}, {})
+    save_checkpoint(tmp_path, model, opt, state, {k: v + 1 for k, v in best.items()}, {})
     assert len(links) == 1  # a new best is written
     from safetensors.torch import load_file
 

@@ -20,7 +20,7 @@ from weightspace.hull import (
     set_points,
 )
 from weightspace.plan import hull_groups, hull_set
-from weightspace.points import Point, RandomDirection, materialize
+from weightspace.points import Point, materialize
 
 
 def folder_of(member):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import re
 import shutil
-from collections import Counter
 from pathlib import Path
 
 import pytest

@@ -115,14 +115,16 @@ def table_markdown(table: pd.DataFrame, summary: Mapping[str, Any], title: str) 
     def cell(m: float, sd: float) -> str:
         return f"{m:.2f}" if np.isnan(sd) else f"{m:.2f} ± {sd:.2f}"
 
+    from .summary import to_markdown
+
     maj = "majority" in table
-    lines = [f"# {title}", "", "| dataset | pretrained | centroid | gain |" + (" majority class | informative |" if maj else ""),
-             "| --- | --- | --- | --- |" + (" --- | --- |" if maj else "")]
-    for r in table.itertuples():
-        lines.append(f"| {r.dataset} | {cell(r.pretrained, r.pretrained_sd)} | {cell(r.centroid, r.centroid_sd)} | {r.gain:+.2f} |"
-                     + (f" {r.majority:.2f} | {'yes' if r.informative else 'no: both at the majority class'} |" if maj else ""))
+    cells = [{"dataset": r.dataset, "pretrained": cell(r.pretrained, r.pretrained_sd), "centroid": cell(r.centroid, r.centroid_sd), "gain": f"{r.gain:+.2f}",
+              **({"majority class": f"{r.majority:.2f}", "informative": "yes" if r.informative else "no: both at the majority class"} if maj else {})}
+             for r in table.itertuples()]
     mean = f"{summary['mean_gain']:+.2f}" if summary["informative"] else "none"
-    lines.append(f"| **mean gain (informative datasets)** | | | **{mean}** |" + (" | |" if maj else ""))
+    cells.append({"dataset": "**mean gain (informative datasets)**", "pretrained": "", "centroid": "", "gain": f"**{mean}**",
+                  **({"majority class": "", "informative": ""} if maj else {})})
+    lines = [f"# {title}", "", to_markdown(pd.DataFrame(cells)).rstrip("\n")]
     lines += ["", f"Centroid at least as good on {summary['at_least_as_good']} of {summary['informative']} informative datasets "
               f"(win / tie / loss {summary['wins']} / {summary['ties']} / {summary['losses']}; "
               f"{summary['uninformative']} of {summary['datasets']} uninformative: both starts at the majority class; "

@@ -35,7 +35,7 @@ def majority_mapping(truth: Sequence[str], clusters: Sequence[int]) -> dict[int,
     return out
 
 
-def majority_accuracy(truth: Sequence[str], clusters: Sequence[int]) -> float:
+def majority_rule_accuracy(truth: Sequence[str], clusters: Sequence[int]) -> float:
     """Share of models whose cluster's majority label is their own label."""
     mapping = majority_mapping(truth, clusters)
     return float(np.mean([mapping[int(c)] == t for t, c in zip(truth, clusters)]))
@@ -135,7 +135,7 @@ def cluster_grouping(cos: np.ndarray, labels: pd.Series, random_state: int = 0, 
     metrics = {
         "models": len(truth),
         "groups": k,
-        "accuracy_majority": majority_accuracy(truth, clusters),
+        "accuracy_majority": majority_rule_accuracy(truth, clusters),
         "accuracy_hungarian": hungarian_accuracy(truth, clusters),
         "cosine_within": within,
         "cosine_between": between,

@@ -27,6 +27,7 @@ def pyplot(style: str) -> tuple[Any, Any]:
     import seaborn as sns
 
     sns.set_theme(style=style, context="paper")
+    np.random.seed(0)  # seaborn's strip jitter draws from NumPy's global generator: same data, same bytes
     return plt, sns
 
 
@@ -44,7 +45,6 @@ def plot_finetune_accuracy(zoo: pd.DataFrame, majority: Mapping[str, float], sty
     """Test accuracy of every model (one point per seed) per dataset, with each dataset's
     majority-class accuracy as a bar behind: a finetune that learned nothing sits on the bar."""
     plt, sns = pyplot(style)
-    np.random.seed(0)  # seaborn's strip jitter draws from NumPy's global generator
     order = list(dict.fromkeys(zoo["dataset"]))
     fig, ax = plt.subplots(figsize=(1.1 * len(order) + 2, 3.4))
     ax.bar(range(len(order)), [majority[d] for d in order], color="0.85", label="majority class", zorder=0)

@@ -22,27 +22,26 @@ software version continues and is recorded in `attempts`.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import math
 import os
-import platform
 import shutil
 import signal
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
 
-from .data import LABEL, PAIR, TEXT
+from .batches import Encoded, collate, encode, epoch_order
+from .device import autocast, configure_torch, environment, resolve_device
 from .io import atomic_path, sha256_file, write_json
+from .resume import TrainState, cpu_state, load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +50,6 @@ KILL_AFTER_STEP_ENV = "WEIGHTSPACE_KILL_AFTER_STEP"
 
 class TrainingDiverged(FloatingPointError):
     """The loss became NaN/infinite or exceeded the configured bound."""
-
-
-class GPUMissing(RuntimeError):
-    """The environment promises this job a GPU that torch cannot use."""
-
-
-class ResumeMismatch(RuntimeError):
-    """The resume state was written on another device type or autocast dtype."""
 
 
 UNDIGESTED = ("grad_accum", "checkpoint_every", "checkpoint_minutes")
@@ -97,54 +88,6 @@ class FinetuneConfig:
         return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
 
 
-@dataclass
-class Encoded:
-    """Tokenised examples, unpadded: one int array per example."""
-
-    input_ids: list[np.ndarray]
-    token_type_ids: list[np.ndarray] | None
-    labels: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-def encode(tokenizer: Any, df: pd.DataFrame, max_length: int) -> Encoded:
-    """Tokenise a split (truncating to max_length tokens); no padding yet."""
-    pairs = df[PAIR].tolist() if PAIR in df else None
-    enc = tokenizer(df[TEXT].tolist(), pairs, truncation=True, max_length=max_length)
-    types = enc.get("token_type_ids")
-    return Encoded(
-        input_ids=[np.asarray(x, dtype=np.int64) for x in enc["input_ids"]],
-        token_type_ids=[np.asarray(x, dtype=np.int64) for x in types] if types is not None else None,
-        labels=df[LABEL].to_numpy(dtype=np.int64),
-    )
-
-
-def collate(data: Encoded, idx: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
-    """Pad the examples `idx` to their longest; returns model inputs and labels."""
-    width = max(len(data.input_ids[i]) for i in idx)
-    ids = np.full((len(idx), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(idx), width), dtype=np.int64)
-    types = np.zeros((len(idx), width), dtype=np.int64) if data.token_type_ids is not None else None
-    for row, i in enumerate(idx):
-        n = len(data.input_ids[i])
-        ids[row, :n] = data.input_ids[i]
-        mask[row, :n] = 1
-        if types is not None:
-            types[row, :n] = data.token_type_ids[i]
-    batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask), "labels": torch.from_numpy(data.labels[list(idx)])}
-    if types is not None:
-        batch["token_type_ids"] = torch.from_numpy(types)
-    return batch
-
-
-def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
-    """The data order of one epoch: a permutation fixed by (seed, epoch) alone, so a resumed
-    run needs no data-loader state."""
-    return np.random.default_rng([seed, epoch]).permutation(n)
-
-
 def lr_multiplier(step: int, total: int, warmup: int) -> float:
     """Linear warm-up over `warmup` steps, then linear decay to 0 at `total` (step is 0-based)."""
     if warmup and step < warmup:
@@ -161,78 +104,6 @@ def total_steps(cfg: FinetuneConfig, n_train: int) -> tuple[int, int]:
     return per_epoch, total
 
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-# Variables that promise a job a GPU: CUDA's own, and what SLURM sets for a GPU allocation.
-GPU_PROMISES = ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS_ON_NODE")
-
-
-def promised_gpu(environ: Mapping[str, str]) -> str | None:
-    """`NAME=value` of the first variable that says this job has a GPU, or None."""
-    for name in GPU_PROMISES:
-        value = environ.get(name, "").strip()
-        if value and value not in ("-1", "NoDevFiles") and not (name == "SLURM_GPUS_ON_NODE" and value == "0"):
-            return f"{name}={value}"
-    return None
-
-
-def native_bf16() -> bool:
-    """Whether the CUDA GPU computes in bf16 natively (Ampere or newer), not by emulation."""
-    try:
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    except TypeError:  # torch < 2.4: no emulation to exclude
-        return torch.cuda.is_bf16_supported()
-
-
-def resolve_device(precision: str, environ: Mapping[str, str] | None = None) -> tuple[torch.device, torch.dtype | None]:
-    """The device (CUDA when present) and the autocast dtype (None = full fp32).
-
-    `auto`: bf16 where the GPU has it natively, else fp16 (with the loss scaler), fp32 on CPU.
-    Raises GPUMissing when the environment promises a GPU that torch does not see (a CPU build
-    of torch on a GPU node would otherwise train on CPU for days without a word)."""
-    if precision != "auto" and precision not in PRECISIONS:
-        raise ValueError(f"finetune.precision must be auto, fp32, bf16 or fp16, not {precision!r}")
-    if torch.cuda.is_available():
-        device = torch.device("cuda", torch.cuda.current_device())
-        if precision == "auto":
-            return device, torch.bfloat16 if native_bf16() else torch.float16
-        if precision == "bf16" and not native_bf16():
-            log.warning("precision bf16 asked for on %s, which emulates it (slow)", torch.cuda.get_device_name(device))
-        return device, PRECISIONS[precision]
-    promise = promised_gpu(os.environ if environ is None else environ)
-    if promise is not None:
-        cause = ("this torch is a CPU-only build" if torch.version.cuda is None
-                 else f"this torch (CUDA {torch.version.cuda}) finds no usable GPU: check the driver with nvidia-smi")
-        raise GPUMissing(
-            f"{promise} promises this job a GPU, but torch {torch.__version__} sees none: {cause}. "
-            "Install the CUDA build of torch (README, 'GPU install'), or unset the variable to train on CPU on purpose."
-        )
-    if precision in ("bf16", "fp16"):
-        log.warning("precision %s asked for but no CUDA GPU is present: training in fp32", precision)
-    return torch.device("cpu"), None
-
-
-def autocast_name(amp: torch.dtype | None) -> str:
-    return str(amp).removeprefix("torch.") if amp is not None else "fp32"
-
-
-def environment(device: torch.device, amp: torch.dtype | None) -> dict[str, Any]:
-    """What the numbers of a run depend on beyond its config: device type and model, CUDA and
-    torch versions, autocast dtype."""
-    return {
-        "device": device.type,
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine()),
-        "cuda": torch.version.cuda if device.type == "cuda" else None,
-        "torch": torch.__version__,
-        "autocast": autocast_name(amp),
-    }
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, data: Encoded, batch_size: int, pad_id: int, device: torch.device, amp: torch.dtype | None) -> dict[str, float]:
     """Mean cross-entropy and accuracy over a split."""
@@ -241,7 +112,7 @@ def evaluate(model: torch.nn.Module, data: Encoded, batch_size: int, pad_id: int
     for start in range(0, len(data), batch_size):
         batch = {k: v.to(device) for k, v in collate(data, range(start, min(start + batch_size, len(data))), pad_id).items()}
         labels = batch.pop("labels")
-        with _autocast(device, amp):
+        with autocast(device, amp):
             logits = model(**batch).logits.float()
         loss_sum += torch.nn.functional.cross_entropy(logits, labels, reduction="sum").item()
         correct += (logits.argmax(-1) == labels).sum().item()
@@ -278,121 +149,6 @@ def make_adamw(groups: list[dict[str, Any]], lr: float) -> torch.optim.Optimizer
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, fused=True)
     except (RuntimeError, TypeError, ValueError):
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8)
-
-
-@dataclass
-class TrainState:
-    """What is needed, beyond weights and optimiser moments, to continue exactly."""
-
-    step: int = 0
-    best_dev_loss: float = math.inf
-    best_step: int = 0
-    evals_since_best: int = 0
-    stopped_early: bool = False
-    history: list[dict[str, float]] = field(default_factory=list)
-    train_seconds: float = 0.0
-    train_examples_seen: int = 0
-    attempts: list[dict[str, Any]] = field(default_factory=list)  # environment() of each attempt, from its step
-
-
-def _rng_tensors(device: torch.device) -> dict[str, torch.Tensor]:
-    # the CUDA generator of the training device only: a resume may see another GPU count
-    out = {"rng.cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        out["rng.cuda"] = torch.cuda.get_rng_state(device)
-    return out
-
-
-def _restore_rng(tensors: Mapping[str, torch.Tensor], device: torch.device) -> None:
-    torch.set_rng_state(tensors["rng.cpu"])
-    if "rng.cuda" in tensors and device.type == "cuda":
-        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
-
-
-def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
-
-
-def save_checkpoint(
-    state_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainState,
-    best: Mapping[str, torch.Tensor] | None, meta: Mapping[str, Any], scaler: torch.amp.GradScaler | None = None,
-    env: Mapping[str, Any] | None = None,
-) -> None:
-    """Write the resume state atomically: state_dir/checkpoint/ appears whole or not at all.
-
-    The best weights so far are written once per best step: a later checkpoint with the same
-    best step hard-links the previous file instead of writing it again."""
-    device = next(model.parameters()).device
-    opt = optimizer.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    for pid, pstate in opt["state"].items():
-        for k, v in pstate.items():
-            tensors[f"opt.{pid}.{k}"] = v.detach().cpu().contiguous() if torch.is_tensor(v) else torch.tensor(v)
-    tensors.update(_rng_tensors(device))
-    previous = state_dir / "checkpoint"
-    previous_best = None
-    if best is not None and (previous / "state.json").is_file() and (previous / "best.safetensors").is_file():
-        if json.loads((previous / "state.json").read_text())["state"]["best_step"] == state.best_step:
-            previous_best = previous / "best.safetensors"
-    with atomic_path(previous) as tmp:
-        tmp.mkdir()
-        save_file(_cpu_state(model), str(tmp / "model.safetensors"))
-        save_file(tensors, str(tmp / "optimizer.safetensors"))
-        if previous_best is not None:
-            os.link(previous_best, tmp / "best.safetensors")
-        elif best is not None:
-            save_file(dict(best), str(tmp / "best.safetensors"))
-        record = {"state": asdict(state), "param_groups": opt["param_groups"], **meta, "environment": dict(env or {})}
-        if scaler is not None:
-            record["scaler"] = scaler.state_dict()
-        (tmp / "state.json").write_text(json.dumps(record, default=str))
-
-
-def load_checkpoint(
-    state_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, meta: Mapping[str, Any],
-    scaler: torch.amp.GradScaler | None = None, env: Mapping[str, Any] | None = None,
-) -> tuple[TrainState, dict[str, torch.Tensor] | None] | None:
-    """Restore a checkpoint written by save_checkpoint for the same run; None if there is none
-    (or it belongs to a different configuration, in which case it is discarded).
-
-    Raises ResumeMismatch when the state was written on another device type or autocast dtype
-    than `env` (continuing would silently change the numerics; delete the folder to start
-    over). Another GPU model or CUDA/torch version continues with a warning; the attempt's
-    environment is appended to the state's `attempts` by the caller."""
-    ckpt = state_dir / "checkpoint"
-    if not (ckpt / "state.json").is_file():
-        return None
-    saved = json.loads((ckpt / "state.json").read_text())
-    mismatch = {k: (saved.get(k), v) for k, v in meta.items() if saved.get(k) != v}
-    if mismatch:
-        log.warning("discarding resume state in %s: it belongs to another run (%s)", ckpt, mismatch)
-        shutil.rmtree(ckpt)
-        return None
-    env, was = dict(env or {}), saved.get("environment", {})
-    hard = {k: (was.get(k), env.get(k)) for k in ("device", "autocast") if was.get(k) != env.get(k)}
-    if hard:
-        raise ResumeMismatch(
-            f"resume state {ckpt} was written with {', '.join(f'{k} {a}' for k, (a, _) in hard.items())}; this attempt runs with "
-            f"{', '.join(f'{k} {b}' for k, (_, b) in hard.items())}. Run it where it started (finetune.precision, the GPU request), "
-            f"or delete {state_dir} to start this model over."
-        )
-    soft = {k: (was.get(k), env.get(k)) for k in ("device_name", "cuda", "torch") if was.get(k) != env.get(k)}
-    if soft:
-        log.warning("resuming %s on another setup %s: recorded in metrics.json 'attempts'; the weights may differ in the last bits from an uninterrupted run", ckpt, soft)
-    device = next(model.parameters()).device
-    model.load_state_dict(load_file(str(ckpt / "model.safetensors"), device=str(device)))
-    tensors = load_file(str(ckpt / "optimizer.safetensors"))
-    opt_state: dict[int, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        if key.startswith("opt."):
-            _, pid, name = key.split(".", 2)
-            opt_state.setdefault(int(pid), {})[name] = value
-    optimizer.load_state_dict({"state": opt_state, "param_groups": saved["param_groups"]})
-    if scaler is not None and "scaler" in saved:
-        scaler.load_state_dict(saved["scaler"])
-    _restore_rng(tensors, device)
-    best = load_file(str(ckpt / "best.safetensors")) if (ckpt / "best.safetensors").is_file() else None
-    return TrainState(**saved["state"]), best
 
 
 def _maybe_kill(step: int) -> None:
@@ -445,7 +201,7 @@ def train(
     while state.step < total and not state.stopped_early:
         if best is None and state.step > 0 and state.best_step == state.step:
             # Keep a copy of the best weights before this step moves away from them.
-            best = _cpu_state(model)
+            best = cpu_state(model)
         epoch, offset = divmod(state.step, per_epoch)
         if epoch != order_epoch:
             order, order_epoch = epoch_order(seed, epoch, len(train_data)), epoch
@@ -460,7 +216,7 @@ def train(
         try:
             for part in micro:
                 batch = {k: v.to(device, non_blocking=True) for k, v in collate(train_data, part, pad_id).items()}
-                with _autocast(device, amp):
+                with autocast(device, amp):
                     loss = model(**batch).loss
                 if len(micro) > 1:
                     loss = loss * (len(part) / len(idx))
@@ -531,19 +287,6 @@ def after_out_of_memory(cfg: FinetuneConfig, state_dir: Path) -> FinetuneConfig:
     accum = min(cfg.batch_size, max(cfg.grad_accum, 2 * failed))
     log.warning("the last attempt ran out of GPU memory with grad_accum %d: this one uses %d", failed, accum)
     return replace(cfg, grad_accum=accum)
-
-
-def configure_torch(threads: int) -> None:
-    """Thread count and deterministic kernels: the same seed gives the same weights.
-
-    On CUDA determinism is enforced, not warned about: a kernel without a deterministic
-    version raises instead of silently changing the weights between runs (the memory-efficient
-    attention backward then takes its deterministic path); cuBLAS gets the workspace setting
-    that makes it deterministic, before its first use."""
-    torch.set_num_threads(threads)
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.backends.cudnn.benchmark = False
-    torch.use_deterministic_algorithms(True, warn_only=not torch.cuda.is_available())
 
 
 def run_finetune(

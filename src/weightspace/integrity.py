@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .io import sha256_file
+from .plan import model_id
 
 CHECKSUMS_FILE = "checksums.json"
 _verified: dict[tuple[str, int, int], str] = {}
@@ -38,7 +39,7 @@ def model_name(folder: str | Path) -> str:
     folder = Path(folder)
     try:
         metrics = json.loads((folder / "metrics.json").read_text())
-        return f"{metrics['dataset']}-s{metrics['seed']}"
+        return model_id(metrics["dataset"], metrics["seed"])
     except (OSError, ValueError, KeyError):
         return "/".join(folder.parts[-2:])
 

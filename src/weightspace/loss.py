@@ -102,7 +102,7 @@ class FeatureExtractor:
     def features(self, df: pd.DataFrame, key: str | None = None) -> np.ndarray:
         """Pooled final hidden states of `df` under the current body, (examples, hidden).
         Examples are batched in order of length (less padding); rows come back in df's order."""
-        from .finetune import collate, encode
+        from .batches import collate, encode
 
         data = self._encoded.get(key) if key is not None else None
         if data is None:

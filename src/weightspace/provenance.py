@@ -17,10 +17,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from .integrity import CHECKSUMS_FILE
 from .io import read_json, sha256_file, write_json
 
 SUFFIX = ".provenance.json"
-CHECKSUMS_FILE = "checksums.json"
 PACKAGES = ("snakemake", "torch", "transformers", "datasets", "pyarrow", "numpy", "pandas", "scikit-learn", "seaborn", "weightspace")
 
 
@@ -130,6 +130,20 @@ def write_provenance(
     }
     write_json(path or sidecar(output), record)
     return record
+
+
+def write_job_provenance(job: Any, output: str | Path, zoo_rows: Sequence[Mapping[str, Any]] | None = None, path: str | Path | None = None) -> dict[str, Any]:
+    """The provenance of a rule's `output`, from the job's `snakemake` object: every input file
+    it was given, its params (the config values it depends on), its rule, the workflow's
+    commit and the whole config's hash. `zoo_rows`: the zoo models that fed it (default: every
+    row of its `zoo` input, none without one). Written to `path`, default its `provenance`
+    output."""
+    from .zoo import read_zoo
+
+    if zoo_rows is None:
+        zoo_rows = read_zoo(job.input.zoo).to_pylist() if "zoo" in job.input.keys() else []
+    return write_provenance(output, job.rule, list(job.input), dict(job.params), Path(job.scriptdir), zoo_rows,
+                            path or job.output.provenance, job.config)
 
 
 def verify(provenance: Mapping[str, Any]) -> list[str]:

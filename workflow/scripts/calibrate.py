@@ -3,7 +3,7 @@ strength the loss stages use on it."""
 
 import logging
 
-from weightspace.finetune import configure_torch
+from weightspace.device import configure_torch
 from weightspace.io import write_json
 from weightspace.logs import to_log_file
 from weightspace.loss import calibrate_target, extractor_for, probe_splits

@@ -7,16 +7,12 @@ import pandas as pd
 
 from weightspace.io import read_json
 from weightspace.logs import to_log_file
-from weightspace.provenance import write_provenance
+from weightspace.provenance import write_job_provenance
 from weightspace.summary import to_markdown
-from weightspace.zoo import read_zoo
 
 to_log_file(snakemake.log[0])
 targets = [read_json(path) for path in snakemake.input.targets]
 table = pd.DataFrame([r for t in targets for r in t["models"]], columns=targets[0]["columns"])
 table.to_csv(snakemake.output.csv, index=False, float_format="%.6f")
 Path(snakemake.output.md).write_text(to_markdown(table.drop(columns=["converged"]), ".3f"))
-write_provenance(
-    snakemake.output.csv, snakemake.rule, [*snakemake.input.targets, snakemake.input.zoo], {},
-    Path(snakemake.scriptdir), read_zoo(snakemake.input.zoo).to_pylist(), snakemake.output.provenance, snakemake.config,
-)
+write_job_provenance(snakemake, snakemake.output.csv)

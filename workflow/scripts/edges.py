@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from weightspace.finetune import configure_torch
+from weightspace.device import configure_torch
 from weightspace.geometry import read_matrix
 from weightspace.hull import edge_points, region_radius
 from weightspace.logs import to_log_file

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from weightspace.logs import to_log_file
-from weightspace.provenance import write_provenance
+from weightspace.provenance import write_job_provenance
 from weightspace.summary import finetune_summary, to_markdown
 from weightspace.zoo import majority_accuracy, read_zoo
 
@@ -12,7 +12,4 @@ zoo = read_zoo(snakemake.input.zoo).to_pandas()
 table = finetune_summary(zoo, majority_accuracy(snakemake.input.info))
 table.to_csv(snakemake.output.csv, index=False, float_format="%.4f")
 Path(snakemake.output.md).write_text(to_markdown(table))
-write_provenance(
-    snakemake.output.csv, snakemake.rule, [snakemake.input.zoo, *snakemake.input.info], dict(snakemake.params),
-    Path(snakemake.scriptdir), zoo.to_dict("records"), snakemake.output.provenance, snakemake.config,
-)
+write_job_provenance(snakemake, snakemake.output.csv, zoo.to_dict("records"))

@@ -4,7 +4,7 @@ import logging
 
 import pandas as pd
 
-from weightspace.finetune import configure_torch
+from weightspace.device import configure_torch
 from weightspace.hull import set_points
 from weightspace.logs import to_log_file
 from weightspace.loss import calibrated_strengths, extractor_for, probe_splits, score_points

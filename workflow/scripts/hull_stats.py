@@ -6,16 +6,12 @@ import pandas as pd
 
 from weightspace.hull import hull_statistics
 from weightspace.logs import to_log_file
-from weightspace.provenance import write_provenance
+from weightspace.provenance import write_job_provenance
 from weightspace.summary import to_markdown
-from weightspace.zoo import read_zoo
 
 to_log_file(snakemake.log[0])
 table = pd.concat([pd.read_parquet(p) for p in snakemake.input.tables], ignore_index=True)
 stats = pd.DataFrame(hull_statistics(table, snakemake.params.bootstrap, snakemake.params.seed))
 stats.to_csv(snakemake.output.csv, index=False, float_format="%.4f")
 Path(snakemake.output.md).write_text(to_markdown(stats, ".3f"))
-write_provenance(
-    snakemake.output.csv, snakemake.rule, [*snakemake.input.tables, snakemake.input.zoo], dict(snakemake.params),
-    Path(snakemake.scriptdir), read_zoo(snakemake.input.zoo).to_pylist(), snakemake.output.provenance, snakemake.config,
-)
+write_job_provenance(snakemake, snakemake.output.csv)

@@ -2,7 +2,7 @@
 
 import logging
 
-from weightspace.finetune import configure_torch
+from weightspace.device import configure_torch
 from weightspace.logs import to_log_file
 from weightspace.loss import calibrated_strengths, extractor_for, probe_splits
 from weightspace.paths import evaluate_path

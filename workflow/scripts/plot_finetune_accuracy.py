@@ -1,9 +1,8 @@
 """Figure: test accuracy of every model per dataset against the majority class."""
 
-from pathlib import Path
 
 from weightspace.logs import to_log_file
-from weightspace.provenance import write_provenance
+from weightspace.provenance import write_job_provenance
 from weightspace.figures import plot_finetune_accuracy, save_figure
 from weightspace.zoo import majority_accuracy, read_zoo
 
@@ -12,7 +11,4 @@ settings = snakemake.params.figures
 zoo = read_zoo(snakemake.input.zoo).to_pandas()
 fig = plot_finetune_accuracy(zoo, majority_accuracy(snakemake.input.info), settings["style"], settings["palette"])
 save_figure(fig, snakemake.output.png, snakemake.output.svg, settings["dpi"])
-write_provenance(
-    snakemake.output.png, snakemake.rule, [snakemake.input.zoo, *snakemake.input.info], dict(snakemake.params),
-    Path(snakemake.scriptdir), zoo.to_dict("records"), snakemake.output.provenance, snakemake.config,
-)
+write_job_provenance(snakemake, snakemake.output.png, zoo.to_dict("records"))

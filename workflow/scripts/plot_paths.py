@@ -1,12 +1,11 @@
 """Fig. 3, Fig. 5 and the per-dataset path figures, with the path statistics for the summary."""
 
-from pathlib import Path
 
 import pandas as pd
 
 from weightspace.logs import to_log_file
 from weightspace.figures import plot_paths, plot_paths_per_dataset, save_figure
-from weightspace.provenance import write_provenance
+from weightspace.provenance import write_job_provenance
 from weightspace.zoo import read_zoo
 
 to_log_file(snakemake.log[0])
@@ -21,4 +20,4 @@ for fig, png, svg, prov in (
     (plot_paths_per_dataset(table, settings["style"], settings["palette"]), o.per_dataset, o.per_dataset_svg, o.per_dataset_provenance),
 ):
     save_figure(fig, png, svg, settings["dpi"])
-    write_provenance(png, snakemake.rule, [*snakemake.input.tables, snakemake.input.zoo], dict(snakemake.params), Path(snakemake.scriptdir), used, prov, snakemake.config)
+    write_job_provenance(snakemake, png, used, prov)

@@ -1,13 +1,12 @@
 """Fig. 2 for one grouping: t-SNE of the task vectors, true group and assigned cluster."""
 
-from pathlib import Path
 
 import pandas as pd
 
 from weightspace.figures import plot_tsne, save_figure
 from weightspace.io import read_json
 from weightspace.logs import to_log_file
-from weightspace.provenance import write_provenance
+from weightspace.provenance import write_job_provenance
 from weightspace.zoo import read_zoo
 
 to_log_file(snakemake.log[0])
@@ -19,7 +18,4 @@ fig = plot_tsne(assignments, title, settings["style"], settings["palette"])
 save_figure(fig, snakemake.output.png, snakemake.output.svg, settings["dpi"])
 zoo = read_zoo(snakemake.input.zoo).to_pandas()
 used = zoo[zoo["model_id"].isin(assignments["model_id"])]
-write_provenance(
-    snakemake.output.png, snakemake.rule, [snakemake.input.assignments, snakemake.input.metrics, snakemake.input.zoo],
-    dict(snakemake.params), Path(snakemake.scriptdir), used.to_dict("records"), snakemake.output.provenance, snakemake.config,
-)
+write_job_provenance(snakemake, snakemake.output.png, used.to_dict("records"))

@@ -1,14 +1,13 @@
 """results/summary.md (and summary.json): our numbers beside the paper's (methods.md §9)."""
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
-from weightspace.comparison import markdown, pct, row
+from weightspace.comparison import PAPER_BITFIT, PAPER_CLUSTERING, PAPER_EDGES, PAPER_PATHS, PAPER_PB, markdown, pct, row
 from weightspace.io import read_json, write_json
 from weightspace.logs import to_log_file
-from weightspace.provenance import write_provenance
+from weightspace.provenance import write_job_provenance
 from weightspace.zoo import read_zoo
 
 to_log_file(snakemake.log[0])
@@ -23,7 +22,7 @@ for path, scores_path in zip(snakemake.input.metrics, snakemake.input.scores):
         claim = f"clustering accuracy, by family ({', '.join(spec['groups'])})"
     else:
         claim = "clustering accuracy, by training-set size"
-    paper = {"dataset": "98%", "family": "90% (NLI/Sentiment/Topic)", "size": "clusters follow the dataset, not the size"}[spec["by"]]
+    paper = PAPER_CLUSTERING[spec["by"]]
     ours = f"{pct(m['accuracy_majority'])} majority rule, {pct(m['accuracy_hungarian'])} one-to-one"
     note = f"{m['models']} models, {m['groups']} groups; mean cosine within groups {m['cosine_within']:.3f}, between {m['cosine_between']:.3f}"
     if spec["by"] != "dataset" and m.get("cosine_within_other_dataset") is not None:
@@ -56,21 +55,18 @@ if "paths" in snakemake.input.keys():
         ref = f"prior loss {st['prior_loss']:.3f}"
         pre = instrument(st["targets"]) + f"targets {', '.join(st['targets'])}; "
         rows.append(row(f"{name.replace('_', ' ')} pairs: lowest loss strictly inside (0, 1)", f"{pct(st['share_min_inside'])} of {st['pairs']} pairs",
-                        pre + "loss averaged over the pair set's targets", "often (at or below the endpoints)"))
+                        pre + "loss averaged over the pair set's targets", PAPER_PATHS["min_inside"]))
         rows.append(row(f"{name.replace('_', ' ')} pairs: loss at alpha 0.5 vs mean of endpoints", f"{st['loss_mid']:.3f} vs {st['loss_endpoints']:.3f} ({ref})",
-                        pre + f"accuracy {st['accuracy_mid']:.3f} vs {st['accuracy_endpoints']:.3f} (majority {st['majority_accuracy']:.3f})", "at or below"))
+                        pre + f"accuracy {st['accuracy_mid']:.3f} vs {st['accuracy_endpoints']:.3f} (majority {st['majority_accuracy']:.3f})", PAPER_PATHS["mid"]))
         if st["loss_alpha_max"] is not None:
             rows.append(row(f"{name.replace('_', ' ')} pairs: loss at alpha {st['alpha_max']:g} and {st['alpha_min']:g} vs endpoints",
                             f"{st['loss_alpha_max']:.3f} and {st['loss_alpha_min']:.3f} vs {st['loss_endpoints']:.3f} ({ref})",
                             pre + f"accuracy {st['accuracy_alpha_max']:.3f} and {st['accuracy_alpha_min']:.3f} vs {st['accuracy_endpoints']:.3f} "
-                            f"(majority {st['majority_accuracy']:.3f})", "rises steeply outside [0, 1]"))
+                            f"(majority {st['majority_accuracy']:.3f})", PAPER_PATHS["extrapolation"]))
 for claim in ("Table 1 F1 with the Twitter domain group", "Table 1 F1 without it"):
     rows.append(row(claim, "see per-group F1 rows", "our families differ from the paper's"))
 if "hull" in snakemake.input.keys():
     pb = pd.read_csv(snakemake.input.hull)
-    paper = {("in_prime", "ex"): {"dataset": "100%", "family": "100%", "general": "100%"},
-             ("in_prime", "in"): {"dataset": "88%", "family": "96.7%", "general": "90%"},
-             ("in", "ex"): {"family": "75.3%"}}
     names = {"in_prime": "In'", "in": "In", "ex": "Ex"}
     for r in pb[pb["group"] == "all"].itertuples():
         level = "family (task)" if r.level == "family" else r.level
@@ -78,7 +74,7 @@ if "hull" in snakemake.input.keys():
         rows.append(row(f"PB({names[r.a]} > {names[r.b]}), {level} level", f"{pct(r.pb)} [{pct(r.ci_low)}, {pct(r.ci_high)}]",
                         instrument(r.targets.split()) + f"{r.pairs} pairs; mean loss {r.loss_a:.3f} vs {r.loss_b:.3f} (prior loss {r.prior_loss:.3f}); "
                         f"accuracy {r.accuracy_a:.3f} vs {r.accuracy_b:.3f} (majority {r.majority_accuracy:.3f}); 95% bootstrap interval; groups: {groups}",
-                        paper[(r.a, r.b)].get(r.level, "not reported")))
+                        PAPER_PB[(r.a, r.b)].get(r.level, "not reported")))
 else:
     for claim in ("PB(In' > Ex), dataset / task / general", "PB(In' > In), dataset / task / general"):
         rows.append(row(claim, "not configured", "set hull in the config"))
@@ -102,7 +98,7 @@ if "edges" in snakemake.input.keys():
                     f"majority accuracy {edges.groupby('target')['majority_accuracy'].first().mean():.3f}; 1 radius = {first['radius']:.3f} "
                     f"= {first['radius'] / first['centroid_norm']:.4f} of the centroid's norm ({first['centroid_norm']:.1f}); the centroid lies "
                     f"{first['centroid_distance_from_pretrained'] / first['radius']:.2f} radii from the pretrained model; mean over the region's datasets (and directions)",
-                    "degrades past 1 radius along random directions, not toward the origin"))
+                    PAPER_EDGES))
 bitfit = {r: read_json(snakemake.input[f"bitfit_{r}"]) for r in ("full", "few_shot") if f"bitfit_{r}" in snakemake.input.keys()}
 if bitfit:
     for r, b in bitfit.items():
@@ -111,11 +107,11 @@ if bitfit:
         note = (f"{len({x['seed'] for x in b['runs']})} seed(s); {sizes} training examples per dataset; counted over the {b['informative']} informative "
                 f"datasets ({b['uninformative']} uninformative: both starts at the majority class); win / tie / loss {b['wins']} / {b['ties']} / {b['losses']}")
         rows.append(row(f"centroid >= pretrained (BitFit), {r.replace('_', '-')}", f"{b['at_least_as_good']} of {b['informative']} informative datasets", note,
-                        "11 of 12 datasets" if r == "full" else "not reported"))
+                        PAPER_BITFIT[r]["at_least"]))
         gain = f"{b['mean_gain']:+.2f} points" if b["informative"] else "none: no informative dataset"
         rows.append(row(f"centroid gain (BitFit), {r.replace('_', '-')}", gain,
                         f"mean over informative datasets of the mean test-accuracy gain (over all {b['datasets']}: {b['mean_gain_all']:+.2f}); "
-                        "accuracies beside the majority class in the table", "+3.06 (abstract; table mean 4.03)" if r == "full" else "+10.66"))
+                        "accuracies beside the majority class in the table", PAPER_BITFIT[r]["gain"]))
 else:
     for claim in ("centroid >= pretrained (BitFit)", "centroid gain, full / few-shot"):
         rows.append(row(claim, "not configured", "set centroid in the config"))
@@ -127,8 +123,4 @@ preamble = (
 )
 Path(snakemake.output.md).write_text(markdown(rows, "Ours vs the paper", preamble))
 write_json(snakemake.output.json, {"models": len(zoo), "datasets": datasets, "rows": rows})
-write_provenance(
-    snakemake.output.md, snakemake.rule,
-    [*snakemake.input.metrics, *snakemake.input.scores, snakemake.input.zoo, *[snakemake.input[k] for k in ("calibration", "paths", "hull", "edges", "bitfit_full", "bitfit_few_shot") if k in snakemake.input.keys()]],
-    dict(snakemake.params), Path(snakemake.scriptdir), zoo.to_dict("records"), snakemake.output.provenance, snakemake.config,
-)
+write_job_provenance(snakemake, snakemake.output.md, zoo.to_dict("records"))

@@ -5,9 +5,8 @@ from pathlib import Path
 import pandas as pd
 
 from weightspace.logs import to_log_file
-from weightspace.provenance import write_provenance
+from weightspace.provenance import write_job_provenance
 from weightspace.summary import to_markdown
-from weightspace.zoo import read_zoo
 
 to_log_file(snakemake.log[0])
 with_domain = pd.read_csv(snakemake.input.with_domain[0]).set_index("group")
@@ -24,7 +23,4 @@ table = pd.DataFrame(
 )
 table.to_csv(snakemake.output.csv, index=False, float_format="%.4f")
 Path(snakemake.output.md).write_text(to_markdown(table, ".2f"))
-write_provenance(
-    snakemake.output.csv, snakemake.rule, [*snakemake.input.with_domain, *snakemake.input.without_domain, snakemake.input.zoo],
-    dict(snakemake.params), Path(snakemake.scriptdir), read_zoo(snakemake.input.zoo).to_pylist(), snakemake.output.provenance, snakemake.config,
-)
+write_job_provenance(snakemake, snakemake.output.csv)

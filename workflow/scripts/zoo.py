@@ -1,11 +1,10 @@
 """Gather every finetuned model into results/zoo.parquet."""
 
 import logging
-from pathlib import Path
 
 from weightspace.plan import model_id
 from weightspace.logs import to_log_file
-from weightspace.provenance import write_provenance
+from weightspace.provenance import write_job_provenance
 from weightspace.zoo import write_zoo, zoo_row
 
 to_log_file(snakemake.log[0])
@@ -15,7 +14,4 @@ rows = [
 ]
 table = write_zoo(rows, snakemake.output.table)
 logging.info("zoo: %d models", table.num_rows)
-write_provenance(
-    snakemake.output.table, snakemake.rule, [*snakemake.input.models, *snakemake.input.weights, snakemake.input.pretrained],
-    dict(snakemake.params), Path(snakemake.scriptdir), rows, snakemake.output.provenance, snakemake.config,
-)
+write_job_provenance(snakemake, snakemake.output.table, rows)

@@ -37,7 +37,18 @@ def main() -> None:
     for rule, n in counts.items():
         print(f"{rule:>24} {n}")
     print(f"paper preset planned in {seconds:.2f} s (goal <= 30 s); Snakemake floor {floor:.2f} s")
-    print(json.dumps({"bench": "dag", "ratio": round(seconds / floor, 3), "seconds": round(seconds, 3), "floor_seconds": round(floor, 3), "goal_seconds": 30, "jobs": counts}))
+    print(
+        json.dumps(
+            {
+                "bench": "dag",
+                "ratio": round(seconds / floor, 3),
+                "seconds": round(seconds, 3),
+                "floor_seconds": round(floor, 3),
+                "goal_seconds": 30,
+                "jobs": counts,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

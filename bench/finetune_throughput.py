@@ -31,7 +31,9 @@ def ours(model_dir: Path, df: pd.DataFrame, steps: int, batch: int, max_length: 
     tok = AutoTokenizer.from_pretrained(model_dir)
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=3)
-    cfg = FinetuneConfig(lr=5e-5, batch_size=batch, epochs=100, max_steps=steps, max_length=max_length, eval_every=10**9, checkpoint_every=10**9, weight_decay=0.01)
+    cfg = FinetuneConfig(
+        lr=5e-5, batch_size=batch, epochs=100, max_steps=steps, max_length=max_length, eval_every=10**9, checkpoint_every=10**9, weight_decay=0.01
+    )
     data = encode(tok, df, max_length)
     dev = encode(tok, df.iloc[:1], max_length)  # the loop's final dev evaluation: one example
     configure_torch(torch.get_num_threads())  # as in the workflow: deterministic kernels
@@ -93,7 +95,20 @@ def main() -> None:
             runs["trainer"].append(trainer(model_dir, df, a.steps, a.batch, a.max_length, work))
     best = {k: max(v) for k, v in runs.items()}
     print(f"ours: {best['ours']:.1f} examples/s, Trainer: {best['trainer']:.1f} examples/s (runs: {runs})")
-    print(json.dumps({"bench": "finetune_throughput", "ratio": round(best["ours"] / best["trainer"], 3), "ours_examples_per_s": round(best["ours"], 2), "trainer_examples_per_s": round(best["trainer"], 2), "steps": a.steps, "batch": a.batch, "max_length": a.max_length, "threads": a.threads}))
+    print(
+        json.dumps(
+            {
+                "bench": "finetune_throughput",
+                "ratio": round(best["ours"] / best["trainer"], 3),
+                "ours_examples_per_s": round(best["ours"], 2),
+                "trainer_examples_per_s": round(best["trainer"], 2),
+                "steps": a.steps,
+                "batch": a.batch,
+                "max_length": a.max_length,
+                "threads": a.threads,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

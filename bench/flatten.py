@@ -67,7 +67,18 @@ def main() -> None:
     raw_bytes = a.positions * 4
     ours_best, raw_best = min(ours_t), min(raw_t)
     print(f"ours: {raw_bytes / ours_best / 1e6:.0f} MB/s ({ours_best:.3f} s), raw: {raw_bytes / raw_best / 1e6:.0f} MB/s ({raw_best:.3f} s)")
-    print(json.dumps({"bench": "flatten", "ratio": round(raw_best / ours_best, 3), "size_ratio": round(size_ours / raw_bytes, 5), "ours_s": round(ours_best, 4), "raw_s": round(raw_best, 4), "positions": a.positions}))
+    print(
+        json.dumps(
+            {
+                "bench": "flatten",
+                "ratio": round(raw_best / ours_best, 3),
+                "size_ratio": round(size_ours / raw_bytes, 5),
+                "ours_s": round(ours_best, 4),
+                "raw_s": round(raw_best, 4),
+                "positions": a.positions,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -44,10 +44,42 @@ import torch  # noqa: E402
 
 SIZES = {
     # roberta-base: 12 layers, hidden 768, 125 M parameters; the paper preset's batch and length
-    "base": dict(hidden=768, layers=12, heads=12, inter=3072, vocab=50265, seq=256, batches=[256, 128], steps=8,
-                 det_batch=64, det_seq=128, det_steps=8, feat_n=2000, acc_points=8, acc_models=8, cpu_points=2, cpu_models=4),
-    "tiny": dict(hidden=32, layers=2, heads=2, inter=64, vocab=1000, seq=16, batches=[8, 4], steps=3,
-                 det_batch=8, det_seq=16, det_steps=8, feat_n=64, acc_points=3, acc_models=3, cpu_points=2, cpu_models=3),
+    "base": dict(
+        hidden=768,
+        layers=12,
+        heads=12,
+        inter=3072,
+        vocab=50265,
+        seq=256,
+        batches=[256, 128],
+        steps=8,
+        det_batch=64,
+        det_seq=128,
+        det_steps=8,
+        feat_n=2000,
+        acc_points=8,
+        acc_models=8,
+        cpu_points=2,
+        cpu_models=4,
+    ),
+    "tiny": dict(
+        hidden=32,
+        layers=2,
+        heads=2,
+        inter=64,
+        vocab=1000,
+        seq=16,
+        batches=[8, 4],
+        steps=3,
+        det_batch=8,
+        det_seq=16,
+        det_steps=8,
+        feat_n=64,
+        acc_points=3,
+        acc_models=3,
+        cpu_points=2,
+        cpu_models=3,
+    ),
 }
 PAD, BOS, EOS = 1, 0, 2
 
@@ -59,9 +91,19 @@ def log(msg: str) -> None:
 def model_config(sz: dict, num_labels: int = 3):
     from transformers import RobertaConfig
 
-    return RobertaConfig(vocab_size=sz["vocab"], hidden_size=sz["hidden"], num_hidden_layers=sz["layers"], num_attention_heads=sz["heads"],
-                         intermediate_size=sz["inter"], max_position_embeddings=sz["seq"] + 4, type_vocab_size=1, pad_token_id=PAD,
-                         bos_token_id=BOS, eos_token_id=EOS, num_labels=num_labels)
+    return RobertaConfig(
+        vocab_size=sz["vocab"],
+        hidden_size=sz["hidden"],
+        num_hidden_layers=sz["layers"],
+        num_attention_heads=sz["heads"],
+        intermediate_size=sz["inter"],
+        max_position_embeddings=sz["seq"] + 4,
+        type_vocab_size=1,
+        pad_token_id=PAD,
+        bos_token_id=BOS,
+        eos_token_id=EOS,
+        num_labels=num_labels,
+    )
 
 
 def build_model(sz: dict, seed: int):
@@ -83,6 +125,7 @@ def token_data(n: int, seq: int, vocab: int, seed: int, fixed_length: bool):
 
 # --- determinism and resume: one finetune per subprocess ------------------------------------------------
 
+
 def child(sz: dict, precision: str, state_dir: str, out_file: str) -> None:
     """One deterministic finetune (killed by WEIGHTSPACE_KILL_AFTER_STEP when set); its weights to out_file."""
     from safetensors.torch import save_file
@@ -94,8 +137,18 @@ def child(sz: dict, precision: str, state_dir: str, out_file: str) -> None:
     model = build_model(sz, 0)
     data = token_data(sz["det_batch"] * 3, sz["det_seq"], sz["vocab"], 1, fixed_length=False)
     dev = token_data(sz["det_batch"], sz["det_seq"], sz["vocab"], 2, fixed_length=False)
-    cfg = FinetuneConfig(lr=1e-4, batch_size=sz["det_batch"], epochs=100, max_steps=sz["det_steps"], max_length=sz["det_seq"],
-                         eval_every=3, patience=10, checkpoint_every=2, precision=precision, warmup_ratio=0.1)
+    cfg = FinetuneConfig(
+        lr=1e-4,
+        batch_size=sz["det_batch"],
+        epochs=100,
+        max_steps=sz["det_steps"],
+        max_length=sz["det_seq"],
+        eval_every=3,
+        patience=10,
+        checkpoint_every=2,
+        precision=precision,
+        warmup_ratio=0.1,
+    )
     state, device, amp = train(model, data, dev, cfg, 0, PAD, Path(state_dir), f"gpu_check {precision}", progress=False)
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, out_file)
     print(json.dumps({"device": str(device), "autocast": str(amp), "attempts": state.attempts}), flush=True)
@@ -111,6 +164,7 @@ def determinism(sz: dict, work: Path, tiny: bool, cuda: bool) -> dict:
 
     out = {}
     for precision in precisions(cuda):
+
         def run(name: str, kill: int | None = None) -> subprocess.CompletedProcess:
             env = {**os.environ, "PYTHONUNBUFFERED": "1"}
             env.pop("WEIGHTSPACE_KILL_AFTER_STEP", None)
@@ -142,6 +196,7 @@ def determinism(sz: dict, work: Path, tiny: bool, cuda: bool) -> dict:
 
 # --- throughput ---------------------------------------------------------------------------------------
 
+
 def throughput(sz: dict, work: Path, cuda: bool) -> list[dict]:
     from weightspace.finetune import FinetuneConfig, bitfit_trainable, train
 
@@ -166,8 +221,11 @@ def throughput(sz: dict, work: Path, cuda: bool) -> list[dict]:
                     state, _, amp = train(model, data, dev, FinetuneConfig(**cfg, max_steps=sz["steps"]), 1, PAD, work / "tp", "throughput", progress=False)
                     if cuda:
                         torch.cuda.synchronize()
-                    row.update(autocast=str(amp), examples_per_s=round(state.train_examples_seen / state.train_seconds, 1),
-                               peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None)
+                    row.update(
+                        autocast=str(amp),
+                        examples_per_s=round(state.train_examples_seen / state.train_seconds, 1),
+                        peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
+                    )
                 except Exception as err:  # noqa: BLE001 - recorded, the next configuration still runs
                     row["error"] = f"{type(err).__name__}: {str(err)[:400]}"
                     if "deterministic" in str(err) and deterministic:
@@ -183,6 +241,7 @@ def throughput(sz: dict, work: Path, cuda: bool) -> list[dict]:
 
 
 # --- feature extraction and points ----------------------------------------------------------------------
+
 
 def base_folder(sz: dict, folder: Path) -> Path:
     """A RoBERTa-shaped base model folder with a word-level tokenizer whose [PAD] is id 1."""
@@ -276,12 +335,22 @@ def environment_section(cuda: bool) -> dict:
 
     from weightspace.device import native_bf16
 
-    env = {"torch": torch.__version__, "transformers": transformers.__version__, "cuda": torch.version.cuda, "cuda_available": cuda,
-           "cpu_threads": torch.get_num_threads()}
+    env = {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "cuda": torch.version.cuda,
+        "cuda_available": cuda,
+        "cpu_threads": torch.get_num_threads(),
+    }
     if cuda:
         props = torch.cuda.get_device_properties(0)
-        env.update(device_name=props.name, memory_gib=round(props.total_memory / 2**30, 1), capability=f"{props.major}.{props.minor}",
-                   native_bf16=native_bf16(), cudnn=torch.backends.cudnn.version())
+        env.update(
+            device_name=props.name,
+            memory_gib=round(props.total_memory / 2**30, 1),
+            capability=f"{props.major}.{props.minor}",
+            native_bf16=native_bf16(),
+            cudnn=torch.backends.cudnn.version(),
+        )
     model = build_model(SIZES["tiny"], 0)
     env["attention"] = model.config._attn_implementation
     return env
@@ -318,8 +387,11 @@ def main() -> None:
     configure_torch(min(8, os.cpu_count() or 1))  # deterministic kernels, as the workflow runs
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        sections = {"determinism": lambda: determinism(sz, work, args.tiny, cuda), "throughput": lambda: throughput(sz, work, cuda),
-                    "points": lambda: features_and_points(sz, work, cuda)}
+        sections = {
+            "determinism": lambda: determinism(sz, work, args.tiny, cuda),
+            "throughput": lambda: throughput(sz, work, cuda),
+            "points": lambda: features_and_points(sz, work, cuda),
+        }
         for name in args.only:
             t0 = time.perf_counter()
             try:

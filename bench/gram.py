@@ -65,7 +65,9 @@ def child(method: str, root: Path, parts: int, out: Path) -> None:
 
 
 def run_child(method: str, root: Path, parts: int, out: Path) -> tuple[float, float]:
-    proc = subprocess.Popen([sys.executable, __file__, "--child", method, "--root", str(root), "--parts", str(parts), "--out", str(out)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", method, "--root", str(root), "--parts", str(parts), "--out", str(out)], stdout=subprocess.PIPE, text=True
+    )
     stdout = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     if status != 0:
@@ -99,7 +101,22 @@ def main() -> None:
         np.testing.assert_allclose(g_stream, g_mem, rtol=1e-4, atol=1e-5 * np.abs(np.diag(g_mem)).max())
     (ts, rs), (tm, rm) = results["streaming"], results["in_memory"]
     print(f"streaming {ts:.2f} s, peak RSS {rs:.0f} MB; in memory {tm:.2f} s, peak RSS {rm:.0f} MB")
-    print(json.dumps({"bench": "gram", "ratio": round(ts / tm, 3), "rss_ratio": round(rs / rm, 3), "streaming_s": round(ts, 3), "in_memory_s": round(tm, 3), "streaming_rss_mb": round(rs), "in_memory_rss_mb": round(rm), "models": a.models, "positions": a.positions, "parts": a.parts}))
+    print(
+        json.dumps(
+            {
+                "bench": "gram",
+                "ratio": round(ts / tm, 3),
+                "rss_ratio": round(rs / rm, 3),
+                "streaming_s": round(ts, 3),
+                "in_memory_s": round(tm, 3),
+                "streaming_rss_mb": round(rs),
+                "in_memory_rss_mb": round(rm),
+                "models": a.models,
+                "positions": a.positions,
+                "parts": a.parts,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -56,10 +56,23 @@ def main() -> None:
             fixed = probe(tx, train["label"].to_numpy(), vx, test["label"].to_numpy(), 1.0)
             times["fixed"].append(time.perf_counter() - t)
     best = {k: min(v) for k, v in times.items()}
-    print(f"features {best['features']:.3f} s ({a.train} + {a.test} examples); calibrated probe {best['calibrated']:.3f} s "
-          f"(l2 {cal['regularization']:g}, loss {cal['loss']:.4f}); fixed l2 = 1 probe {best['fixed']:.3f} s (loss {fixed['loss']:.4f})")
-    print(json.dumps({"bench": "loss_cost", "ratio": round(best["calibrated"] / best["features"], 3), "features_s": round(best["features"], 3),
-                      "calibrated_s": round(best["calibrated"], 3), "fixed_s": round(best["fixed"], 3), "train": a.train, "test": a.test}))
+    print(
+        f"features {best['features']:.3f} s ({a.train} + {a.test} examples); calibrated probe {best['calibrated']:.3f} s "
+        f"(l2 {cal['regularization']:g}, loss {cal['loss']:.4f}); fixed l2 = 1 probe {best['fixed']:.3f} s (loss {fixed['loss']:.4f})"
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "loss_cost",
+                "ratio": round(best["calibrated"] / best["features"], 3),
+                "features_s": round(best["features"], 3),
+                "calibrated_s": round(best["calibrated"], 3),
+                "fixed_s": round(best["fixed"], 3),
+                "train": a.train,
+                "test": a.test,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

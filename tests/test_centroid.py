@@ -14,19 +14,36 @@ from weightspace.plan import centroid_members
 
 
 def test_gain_table_on_hand_made_runs():
-    runs = pd.DataFrame([
-        # dataset a: centroid wins by 10 points (mean of two seeds each)
-        ("a", "pretrained", 0, 0.50), ("a", "pretrained", 1, 0.60), ("a", "centroid", 0, 0.60), ("a", "centroid", 1, 0.70),
-        # b: a tie; c: the centroid loses 5 points
-        ("b", "pretrained", 0, 0.80), ("b", "centroid", 0, 0.80),
-        ("c", "pretrained", 0, 0.90), ("c", "centroid", 0, 0.85),
-    ], columns=["dataset", "start", "seed", "test_accuracy"])
+    runs = pd.DataFrame(
+        [
+            # dataset a: centroid wins by 10 points (mean of two seeds each)
+            ("a", "pretrained", 0, 0.50),
+            ("a", "pretrained", 1, 0.60),
+            ("a", "centroid", 0, 0.60),
+            ("a", "centroid", 1, 0.70),
+            # b: a tie; c: the centroid loses 5 points
+            ("b", "pretrained", 0, 0.80),
+            ("b", "centroid", 0, 0.80),
+            ("c", "pretrained", 0, 0.90),
+            ("c", "centroid", 0, 0.85),
+        ],
+        columns=["dataset", "start", "seed", "test_accuracy"],
+    )
     table, summary = gain_table(runs)
     assert list(table["dataset"]) == ["a", "b", "c"]
     assert table["gain"].tolist() == pytest.approx([10.0, 0.0, -5.0])
     assert table.loc[0, "pretrained"] == pytest.approx(55.0) and table.loc[0, "pretrained_sd"] == pytest.approx(7.0710678)
-    assert summary == {"datasets": 3, "informative": 3, "uninformative": 0, "mean_gain": pytest.approx(5 / 3), "mean_gain_all": pytest.approx(5 / 3),
-                       "wins": 1, "ties": 1, "losses": 1, "at_least_as_good": 2}
+    assert summary == {
+        "datasets": 3,
+        "informative": 3,
+        "uninformative": 0,
+        "mean_gain": pytest.approx(5 / 3),
+        "mean_gain_all": pytest.approx(5 / 3),
+        "wins": 1,
+        "ties": 1,
+        "losses": 1,
+        "at_least_as_good": 2,
+    }
     md = table_markdown(table, summary, "T")
     assert "| a | 55.00 ± 7.07 | 65.00 ± 7.07 | +10.00 |" in md and "2 of 3 informative datasets" in md
     # b: both starts predict the majority class, a tie that says nothing: left out of the headline

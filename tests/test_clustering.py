@@ -11,8 +11,8 @@ from weightspace.clustering import (
     group_scores,
     grouping_labels,
     hungarian_accuracy,
-    majority_rule_accuracy,
     majority_mapping,
+    majority_rule_accuracy,
     within_between,
 )
 from weightspace.geometry import affinity_from_cosine

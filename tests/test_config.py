@@ -7,10 +7,9 @@ import copy
 import pytest
 import yaml
 
+from conftest import REPO
 from weightspace.config import ConfigError, finetune_settings, load_schema, validate_config
 from weightspace.plan import zoo_members
-
-from conftest import REPO
 
 SCHEMA = load_schema(REPO / "workflow/schemas/config.schema.yaml")
 

@@ -111,9 +111,7 @@ def _module_file(name: str, src: Path) -> Path | None:
 
 
 def _is_type_checking(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
 def _catches_import_error(node: ast.Try) -> bool:
@@ -172,9 +170,7 @@ class Closure:
     modules: set[str] = field(default_factory=set)
 
 
-def import_closure(
-    entry: Path | str, src: Path = SRC, library: str = LIBRARY, provided=PROVIDED, label: str | None = None
-) -> Closure:
+def import_closure(entry: Path | str, src: Path = SRC, library: str = LIBRARY, provided=PROVIDED, label: str | None = None) -> Closure:
     """What running `entry` can import: a script path, or a library module name (`python -m`).
     Breadth-first, so each chain is a shortest one; `label` names a script in the chains."""
     out = Closure()
@@ -313,10 +309,7 @@ def _missing_from(env: set[str], closure: Closure, what: str) -> list[str]:
                 f"an env package; add it there (and to the env). Chain: {' -> '.join(chain)}"
             )
         elif not env & {_norm(p) for p in packages}:
-            problems.append(
-                f"{what}: needs `{packages[0]}` (for `import {module}`), which the env lacks. "
-                f"Chain: {' -> '.join(chain)}"
-            )
+            problems.append(f"{what}: needs `{packages[0]}` (for `import {module}`), which the env lacks. Chain: {' -> '.join(chain)}")
     for module, chain in sorted(closure.missing.items()):
         problems.append(f"{what}: imports `{module}`, which is not under src/. Chain: {' -> '.join(chain)}")
     return problems
@@ -386,8 +379,7 @@ def _smk_import_source(smk: Path) -> str:
         if start.match(lines[i]):
             first = i
             while i + 1 < len(lines) and (
-                lines[i].rstrip().endswith("\\")
-                or "\n".join(lines[first : i + 1]).count("(") > "\n".join(lines[first : i + 1]).count(")")
+                lines[i].rstrip().endswith("\\") or "\n".join(lines[first : i + 1]).count("(") > "\n".join(lines[first : i + 1]).count(")")
             ):
                 i += 1
             text = textwrap.dedent("\n".join(lines[first : i + 1]))

@@ -46,16 +46,32 @@ def kill_session(sid: int) -> None:
 
 # (rule, target, its log, files that must come back identical)
 STAGES = [
-    ("prepare_data", "results/data/alpha/info.json", "results/logs/prepare_data/alpha.log",
-     ["results/data/alpha/train.parquet", "results/data/alpha/dev.parquet", "results/data/alpha/test.parquet"]),
+    (
+        "prepare_data",
+        "results/data/alpha/info.json",
+        "results/logs/prepare_data/alpha.log",
+        ["results/data/alpha/train.parquet", "results/data/alpha/dev.parquet", "results/data/alpha/test.parquet"],
+    ),
     ("finetune", "results/models/alpha/seed0", "results/logs/finetune/alpha/seed0.log", ["results/models/alpha/seed0/model.safetensors"]),
-    ("flatten", "results/weights/alpha/seed0", "results/logs/flatten/alpha/seed0.log",
-     ["results/weights/alpha/seed0/shard-00000.parquet", "results/weights/alpha/seed0/manifest.json"]),
+    (
+        "flatten",
+        "results/weights/alpha/seed0",
+        "results/logs/flatten/alpha/seed0.log",
+        ["results/weights/alpha/seed0/shard-00000.parquet", "results/weights/alpha/seed0/manifest.json"],
+    ),
     ("gram_part", "results/geometry/gram/part1.npy", "results/logs/gram_part/part1.log", ["results/geometry/gram/part1.npy"]),
-    ("hull_set", "results/hull/general/general/in_prime.parquet", "results/logs/hull/general/general/in_prime.log",
-     ["results/hull/general/general/in_prime.parquet"]),
-    ("plot_paths", "results/figures/fig3_interpolation.png", "results/logs/plot_paths.log",
-     ["results/figures/fig3_interpolation.png", "results/figures/fig5_extrapolation.png"]),
+    (
+        "hull_set",
+        "results/hull/general/general/in_prime.parquet",
+        "results/logs/hull/general/general/in_prime.log",
+        ["results/hull/general/general/in_prime.parquet"],
+    ),
+    (
+        "plot_paths",
+        "results/figures/fig3_interpolation.png",
+        "results/logs/plot_paths.log",
+        ["results/figures/fig3_interpolation.png", "results/figures/fig5_extrapolation.png"],
+    ),
 ]
 
 
@@ -65,7 +81,22 @@ def test_sigkill_at_a_random_moment_leaves_nothing_taken_as_complete(full_run, t
     work = copy_run(full_run, tmp_path)
     config = write_config(work, tiny_assets["config"])
     (work / log).unlink()
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work), "--configfile", str(config), "--cores", "2", target, "--forcerun", rule]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(work),
+        "--configfile",
+        str(config),
+        "--cores",
+        "2",
+        target,
+        "--forcerun",
+        rule,
+    ]
     env = {k: v for k, v in os.environ.items() if k != "WEIGHTSPACE_KILL_AFTER_STEP"}
     with open(tmp_path / "killed.out", "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -170,7 +201,14 @@ def _gamma(tmp_path: Path, rows: list[dict] | None, raw: bytes | None = None, na
         path.write_bytes(raw)
     else:
         pd.DataFrame(rows, columns=["id", "text", "label"]).to_csv(path, index=False)
-    return {"families": ["weather"], "source": {"files": {"all": str(path)}, "format": "csv"}, "text": "text", "label": "label", "labels": ["no", "yes"], **entry}
+    return {
+        "families": ["weather"],
+        "source": {"files": {"all": str(path)}, "format": "csv"},
+        "text": "text",
+        "label": "label",
+        "labels": ["no", "yes"],
+        **entry,
+    }
 
 
 def _rows(n: int = 40, labels=("no", "yes"), words: int = 6) -> list[dict]:
@@ -183,7 +221,9 @@ BAD_DATA = {
     "bad_labels": (lambda p: _gamma(p, _rows(labels=("no", "yes", "maybe")), name="bad_labels"), "labels outside the declared set"),
     "bad_field": (lambda p: _gamma(p, _rows(), name="bad_field", text="review"), "text field(s) ['review'] not in the data"),
     "bad_bytes": (
-        lambda p: _gamma(p, None, name="bad_bytes", raw=b"id,text,label\n" + b"".join(b"%d,caf\xe9 %d,%s\n" % (i, i, [b"no", b"yes"][i % 2]) for i in range(40))),
+        lambda p: _gamma(
+            p, None, name="bad_bytes", raw=b"id,text,label\n" + b"".join(b"%d,caf\xe9 %d,%s\n" % (i, i, [b"no", b"yes"][i % 2]) for i in range(40))
+        ),
         "is not valid utf-8",
     ),
 }

@@ -140,7 +140,17 @@ def test_grad_accum_gives_the_large_batch_update(accum, tiny_assets, tmp_path, m
     models = []
     for i, n in enumerate([1, accum]):
         model = _no_dropout_model(tiny_assets["model"], 0)
-        train(model, data["train"], data["dev"], FinetuneConfig(**{**cfg.__dict__, "grad_accum": n}), 0, tok.pad_token_id, tmp_path / f"s{i}", "toy", progress=False)
+        train(
+            model,
+            data["train"],
+            data["dev"],
+            FinetuneConfig(**{**cfg.__dict__, "grad_accum": n}),
+            0,
+            tok.pad_token_id,
+            tmp_path / f"s{i}",
+            "toy",
+            progress=False,
+        )
         models.append(model.state_dict())
     a, b = models
     start = _no_dropout_model(tiny_assets["model"], 0).state_dict()
@@ -197,8 +207,7 @@ def test_gpu_check_runs_at_tiny_size_and_prints_its_json_line(tmp_path):
     from conftest import REPO
 
     out = tmp_path / "check.json"
-    done = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_check.py"), "--tiny", "--out", str(out)],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_check.py"), "--tiny", "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     line = json.loads(done.stdout.strip().splitlines()[-1])
     assert line["bench"] == "gpu_check" and "ratio" in line
@@ -211,6 +220,7 @@ def test_gpu_check_runs_at_tiny_size_and_prints_its_json_line(tmp_path):
 
 
 # --- points sized by the body -----------------------------------------------------------------
+
 
 def test_job_memory_and_chunk_follow_from_the_body_size():
     from weightspace.points import points_chunk, points_memory_mb
@@ -229,9 +239,9 @@ def test_job_memory_and_chunk_follow_from_the_body_size():
 
 
 def test_each_checkpoint_is_read_once_per_chunk(tiny_assets, monkeypatch):
+    from weightspace import points as points
     from weightspace import weights
     from weightspace.loss import FeatureExtractor, score_points
-    from weightspace import points as points
     from weightspace.points import Point
 
     extractor = FeatureExtractor(str(tiny_assets["model"]), 8)

@@ -70,7 +70,10 @@ def test_dirichlet_weights_are_seeded_positive_and_sum_to_one():
 
 def _config():
     datasets = {
-        "a": {"families": ["f"]}, "b": {"families": ["f", "g"]}, "c": {"families": ["h"]}, "d": {"families": ["h"]},
+        "a": {"families": ["f"]},
+        "b": {"families": ["f", "g"]},
+        "c": {"families": ["h"]},
+        "d": {"families": ["h"]},
     }
     return {
         "datasets": datasets,
@@ -240,7 +243,7 @@ def test_hull_tables_figures_and_an_independently_rescored_in_prime_point(full_r
     monkeypatch.chdir(full_run)
     body = None
     for folder, coef in recorded["coefficients"]:
-        ckpt = {k[len("bert."):]: v.double() for k, v in load_file(f"{folder}/model.safetensors").items() if k.startswith("bert.")}
+        ckpt = {k[len("bert.") :]: v.double() for k, v in load_file(f"{folder}/model.safetensors").items() if k.startswith("bert.")}
         body = {k: coef * v for k, v in ckpt.items()} if body is None else {k: body[k] + coef * ckpt[k] for k in body}
     body = {k: body[k].float() for k in pretrained_body("resources/base_model")}
     train = subsample(pd.read_parquet(f"results/data/{row['target']}/train.parquet"), 24, f"{row['target']}/train")

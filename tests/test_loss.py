@@ -10,7 +10,6 @@ import torch
 from safetensors.torch import save_file
 
 from weightspace.io import sha256_file, write_json
-
 from weightspace.loss import calibrated_probe, cross_validated_l2, prior_loss, probe
 from weightspace.points import Point, RandomDirection, materialize
 

@@ -8,9 +8,8 @@ import sys
 import pytest
 import yaml
 
-from weightspace import check_sources as cs
-
 from conftest import REPO, SRC
+from weightspace import check_sources as cs
 
 PRESET = REPO / "presets/paper.yaml"
 SCRIPTS = REPO / "presets/paper.hub-scripts.txt"
@@ -159,7 +158,9 @@ def test_pin_finds_every_entry_of_the_paper_preset(tmp_path, monkeypatch):
     assert {k: v for k, v in pinned.items() if k != "datasets"} == {k: v for k, v in CONFIG.items() if k != "datasets"}
     for name, entry in CONFIG["datasets"].items():
         assert {**entry, "source": {**entry["source"], "revision": None}} == {
-            **pinned["datasets"][name], "source": {**pinned["datasets"][name]["source"], "revision": None}}
+            **pinned["datasets"][name],
+            "source": {**pinned["datasets"][name]["source"], "revision": None},
+        }
     assert "esnli/esnli" in scripts.read_text() and "9" * 40 in scripts.read_text().split("esnli/esnli", 1)[1].splitlines()[0]
 
 
@@ -171,8 +172,13 @@ def _fake_loader(rows, names=None):
 
 
 def test_check_entry_reports_fields_and_labels():
-    entry = {"source": {"hub": "org/x", "revision": "a" * 40, "splits": {"train": "train", "test": "validation"}},
-             "text": ["q", "a"], "text_pair": "p", "label": "label", "labels": [0, 1]}
+    entry = {
+        "source": {"hub": "org/x", "revision": "a" * 40, "splits": {"train": "train", "test": "validation"}},
+        "text": ["q", "a"],
+        "text_pair": "p",
+        "label": "label",
+        "labels": [0, 1],
+    }
     good = [{"q": "Who?", "a": "Me", "p": "A paragraph.", "label": 1}, {"q": "Why?", "a": "No", "p": "B.", "label": 0}]
     ok = cs.check_entry("x", entry, 5, _fake_loader(good, ["False", "True"]))
     assert ok.ok and "label names ['False', 'True']" in ok.notes
@@ -206,8 +212,9 @@ def test_module_imports_no_hub_library():
 
 
 def test_offline_command_names_the_unpinned_entries():
-    done = subprocess.run([sys.executable, "-m", "weightspace.check_sources", str(PRESET), "--offline"],
-                          capture_output=True, text=True, env={"PYTHONPATH": str(SRC)})
+    done = subprocess.run(
+        [sys.executable, "-m", "weightspace.check_sources", str(PRESET), "--offline"], capture_output=True, text=True, env={"PYTHONPATH": str(SRC)}
+    )
     assert done.returncode == 1
     assert "datasets.esnli.source.revision" in done.stdout and "datasets.isear.source.revision" in done.stdout
     assert done.stdout.count("offline:") == len(UNPINNED)

@@ -14,11 +14,11 @@ from conftest import check_run, snakemake, write_config
 pytestmark = pytest.mark.slow
 
 GROUPINGS = ("dataset", "family", "size_dataset", "size")
-FIGURES = {("plot_finetune_accuracy", ""), ("plot_paths", ""), ("plot_hull", ""), ("plot_edges", "")} | {
-    ("plot_bitfit_gain", f"regime={r}") for r in ("full", "few_shot")
-} | {
-    ("plot_tsne", f"grouping={g}") for g in GROUPINGS
-}
+FIGURES = (
+    {("plot_finetune_accuracy", ""), ("plot_paths", ""), ("plot_hull", ""), ("plot_edges", "")}
+    | {("plot_bitfit_gain", f"regime={r}") for r in ("full", "few_shot")}
+    | {("plot_tsne", f"grouping={g}") for g in GROUPINGS}
+)
 HULL_GROUPS = (("dataset", "alpha"), ("family", "things"), ("general", "general"))
 
 
@@ -34,11 +34,26 @@ def centroid_starts(*datasets: str) -> set[tuple[str, str]]:
 
 
 ALL_HULL = hull_jobs(*(f"{lv}/{g}/{s}" for lv, g in HULL_GROUPS for s in ("in", "in_prime", "ex")))
-AGGREGATES = {
-    ("zoo", ""), ("finetune_summary", ""), ("gram", ""), ("summary", ""), ("all", ""), ("path_stats", ""),
-    ("hull_stats", ""), ("edges", ""), ("calibration", ""), ("bitfit_table", "regime=full"), ("bitfit_table", "regime=few_shot"),
-    ("gram_part", "part=0"), ("gram_part", "part=1"), ("gram_part", "part=2"),
-} | {("cluster", f"grouping={g}") for g in GROUPINGS} | FIGURES
+AGGREGATES = (
+    {
+        ("zoo", ""),
+        ("finetune_summary", ""),
+        ("gram", ""),
+        ("summary", ""),
+        ("all", ""),
+        ("path_stats", ""),
+        ("hull_stats", ""),
+        ("edges", ""),
+        ("calibration", ""),
+        ("bitfit_table", "regime=full"),
+        ("bitfit_table", "regime=few_shot"),
+        ("gram_part", "part=0"),
+        ("gram_part", "part=1"),
+        ("gram_part", "part=2"),
+    }
+    | {("cluster", f"grouping={g}") for g in GROUPINGS}
+    | FIGURES
+)
 
 
 @pytest.fixture
@@ -100,8 +115,15 @@ def test_one_datasets_hyperparameter_reruns_its_models_and_downstream(run_copy):
     # hull sets holding a beta model (or, for the random directions, the norms of In) or scored
     # on beta (the family level's Ex: alpha's models, scored on beta); alpha's In and In' stay
     expected |= centroid_starts("alpha")  # alpha's centroid averages beta's models; beta's averages alpha's
-    expected |= hull_jobs("dataset/alpha/ex", "family/things/in", "family/things/in_prime", "family/things/ex",
-                          "general/general/in", "general/general/in_prime", "general/general/ex")
+    expected |= hull_jobs(
+        "dataset/alpha/ex",
+        "family/things/in",
+        "family/things/in_prime",
+        "family/things/ex",
+        "general/general/in",
+        "general/general/in_prime",
+        "general/general/ex",
+    )
     assert planned(work, config) == expected | AGGREGATES
 
     # And for real, up to the zoo: alpha's models stay untouched, beta's are retrained with the

@@ -1,6 +1,7 @@
-"""`snakemake --profile profiles/slurm` against a real SLURM cluster started on this machine.
+"""`snakemake --profile slurm` (the bare name, as users type it, found in the user's Snakemake
+config folder as README's setup line puts it) against a real SLURM cluster started on this machine.
 
-Test-only overrides of the real profile: the partitions (placeholders there) and the status
+Test-only overrides of the real profile: the partitions and the account (placeholders there) and the status
 command (squeue: this cluster has no accounting database). Never skipped: if SLURM cannot be
 installed or started, the test fails with the reason.
 """
@@ -16,9 +17,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from slurm_cluster import PARTITION, LocalSlurm, install
 
 from conftest import REPO, write_config
-from slurm_cluster import PARTITION, LocalSlurm, install
 
 pytestmark = pytest.mark.slow
 
@@ -30,6 +31,7 @@ def test_profile_values_are_documented():
     profile = yaml.safe_load(text)
     assert profile["executor"] == "slurm"
     assert profile["retries"] >= 1 and profile["slurm-requeue"] is True
+    assert profile["keep-going"] is True  # one failed job among a thousand must not stop the others
     assert "REPLACE_WITH" in profile["default-resources"]["slurm_partition"]
     assert "REPLACE_WITH" in profile["default-resources"]["slurm_account"]
     assert profile["set-resources"]["finetune"]["gpu"] == 1
@@ -45,18 +47,40 @@ def test_profile_values_are_documented():
             assert j >= 0 and lines[j].lstrip().startswith("#"), f"no comment for: {line}"
 
 
-def test_profile_test_overrides_are_only_partition_and_status_command():
+def test_profile_test_overrides_are_only_partition_account_and_status_command():
     real = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
     test = _test_profile(real)
     diff = {k for k in real if real[k] != test[k]}
     assert diff == {"default-resources", "set-resources", "slurm-status-command"}
-    assert {k for k in real["default-resources"] if real["default-resources"][k] != test["default-resources"][k]} == {"slurm_partition"}
+    assert {k for k in real["default-resources"] if real["default-resources"][k] != test["default-resources"][k]} == {"slurm_partition", "slurm_account"}
     assert {k for k in real["set-resources"]["finetune"] if real["set-resources"]["finetune"][k] != test["set-resources"]["finetune"][k]} == {"slurm_partition"}
+
+
+def test_placeholders_stop_the_run_before_any_job_naming_the_keys(tiny_assets, tmp_path):
+    """The real profile's placeholders, left in place, stop the run before any job (a
+    download included) with the keys to edit; a dry run still plans."""
+    real = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
+    profile = tmp_path / "xdg" / "snakemake" / "placeholders"
+    profile.mkdir(parents=True)
+    kept = {k: real[k] for k in ("default-resources", "set-resources")}
+    (profile / "config.yaml").write_text(yaml.safe_dump({**kept, "cores": 1}))
+    configfile = write_config(tmp_path, copy.deepcopy(tiny_assets["config"]))
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--configfile", str(configfile), "--profile", "placeholders"]
+    assert subprocess.run(cmd + ["-n"], capture_output=True, text=True, env=env).returncode == 0
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    out = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "default-resources: slurm_partition" in out and "default-resources: slurm_account" in out and "set-resources: finetune: slurm_partition" in out, out[
+        -3000:
+    ]
+    assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
 
 
 def _test_profile(real: dict) -> dict:
     test = copy.deepcopy(real)
     test["default-resources"]["slurm_partition"] = PARTITION
+    test["default-resources"]["slurm_account"] = "root"  # the test cluster's (no accounting)
     for rule in test.get("set-resources", {}).values():
         if "slurm_partition" in rule:
             rule["slurm_partition"] = PARTITION
@@ -88,14 +112,32 @@ def test_workflow_runs_through_slurm(cluster, tiny_assets, tmp_path, capsys):
     config["centroid"] = None
     config["geometry"]["groupings"] = {"dataset": {"by": "dataset"}}
     configfile = write_config(tmp_path, config)
-    profile = tmp_path / "profile"
-    profile.mkdir()
+    # README's setup line links profiles/slurm into ~/.config/snakemake/slurm; here the user's
+    # config folder is a fresh XDG_CONFIG_HOME holding the test's copy of the profile.
+    profile = tmp_path / "xdg" / "snakemake" / "slurm"
+    profile.mkdir(parents=True)
     (profile / "config.yaml").write_text(yaml.safe_dump(_test_profile(yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text()))))
     before = {j["id"] for j in cluster.jobs()}
 
-    cmd = ["timeout", "-s", "INT", "600", sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
-           "--configfile", str(configfile), "--profile", str(profile), "--keep-going"]
+    cmd = [
+        "timeout",
+        "-s",
+        "INT",
+        "600",
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(tmp_path),
+        "--configfile",
+        str(configfile),
+        "--profile",
+        "slurm",
+    ]
     env = {k: v for k, v in os.environ.items() if k != "WEIGHTSPACE_KILL_AFTER_STEP"}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     out = done.stdout + done.stderr
     jobs = [j for j in cluster.jobs() if j["id"] not in before]
@@ -110,9 +152,15 @@ def test_workflow_runs_through_slurm(cluster, tiny_assets, tmp_path, capsys):
     assert "TrainingDiverged" in out and f"dataset '{FAILING}' seed 0" in out
 
     # Every non-local job ran as a SLURM job of this run (one run id as job name), and recorded its id.
-    expected = {"rule_flatten_pretrained", "rule_finetune_wildcards_alpha_0", "rule_finetune_wildcards_alpha_1",
-                "rule_flatten_wildcards_alpha_0", "rule_flatten_wildcards_alpha_1", f"rule_finetune_wildcards_{FAILING}_0",
-                "rule_calibrate_wildcards_alpha"}  # alpha's calibration needs only alpha's models
+    expected = {
+        "rule_flatten_pretrained",
+        "rule_finetune_wildcards_alpha_0",
+        "rule_finetune_wildcards_alpha_1",
+        "rule_flatten_wildcards_alpha_0",
+        "rule_flatten_wildcards_alpha_1",
+        f"rule_finetune_wildcards_{FAILING}_0",
+        "rule_calibrate_wildcards_alpha",
+    }  # alpha's calibration needs only alpha's models
     assert {j["comment"] for j in jobs} == expected
     assert len({j["name"] for j in jobs}) == 1
     logs = {

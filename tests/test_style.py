@@ -23,3 +23,10 @@ def test_snakemake_lint_is_clean(tiny_assets, tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Congratulations, your workflow is in a good condition" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("command", [["check"], ["format", "--check"]])
+def test_ruff_is_clean(command):
+    """Lint (pyflakes, pycodestyle, import order) and formatting, pyproject.toml's [tool.ruff]."""
+    done = subprocess.run([sys.executable, "-m", "ruff", *command, str(REPO)], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]

@@ -161,8 +161,9 @@ def test_the_body_is_what_lies_below_the_head_pooler_excluded(tiny_assets, tmp_p
     assert not in_body("pooler.dense.weight") and in_body("encoder.layer.0.output.dense.weight") and in_body("embeddings.word_embeddings.weight")
 
     folder = tmp_path / "roberta"
-    config = RobertaConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
-                           max_position_embeddings=40, type_vocab_size=1)
+    config = RobertaConfig(
+        vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48, max_position_embeddings=40, type_vocab_size=1
+    )
     torch.manual_seed(0)
     RobertaModel(config).save_pretrained(folder)  # like the hub's roberta-base: a pooler in the checkpoint
     roberta = pretrained_body(folder)

@@ -14,17 +14,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import REPO, snakemake, write_config
+from conftest import check_run as _check
 from weightspace.weights import FlatWeights
-
-from conftest import REPO, check_run as _check, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
 MODELS = [("alpha", 0), ("alpha", 1), ("beta", 0), ("beta", 1)]
 SIZE_MODELS = [("alpha_n12", 0), ("alpha_n24", 0), ("beta_n12", 0), ("beta_n24", 0)]
 ALL = MODELS + SIZE_MODELS
-
-
 
 
 def test_zoo_has_one_row_per_model_with_metrics(full_run):
@@ -245,7 +243,9 @@ def test_lineage_command_prints_back_to_the_finetunes(full_run):
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "weightspace.lineage", "results/figures/finetune_accuracy.png", "--verify"], cwd=full_run, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "weightspace.lineage", "results/figures/finetune_accuracy.png", "--verify"], cwd=full_run, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     assert "made by rule plot_finetune_accuracy" in done.stdout and "made by rule zoo" in done.stdout
     assert "alpha-s0: dataset alpha, seed 0" in done.stdout and "lr=0.001" in done.stdout
@@ -295,8 +295,11 @@ def test_clustering_figures_and_summary(full_run):
     dataset = json.loads((full_run / "results/geometry/clusters/dataset/metrics.json").read_text())
     assert f"| clustering accuracy, by dataset | 98% | {100 * dataset['accuracy_majority']:.0f}% majority rule" in summary
     rows = json.loads((full_run / "results/summary.json").read_text())["rows"]
-    assert {r["claim"] for r in rows} >= {"clustering accuracy, by dataset", "clustering accuracy, by family (things, weather)", "clustering accuracy, by training-set size"}
-
+    assert {r["claim"] for r in rows} >= {
+        "clustering accuracy, by dataset",
+        "clustering accuracy, by family (things, weather)",
+        "clustering accuracy, by training-set size",
+    }
 
 
 def test_paths_tables_figures_and_an_independently_rescored_point(full_run, tiny_assets):
@@ -354,10 +357,15 @@ def test_calibration_table_scores_every_zoo_model_on_its_own_dataset(full_run, t
         train = subsample(pd.read_parquet(full_run / f"results/data/{dataset}/train.parquet"), 24, f"{dataset}/train")
         test = subsample(pd.read_parquet(full_run / f"results/data/{dataset}/test.parquet"), 12, f"{dataset}/test")
         ref = prior_loss(train["label"].to_numpy(), test["label"].to_numpy())
-        assert rows["prior_loss"].to_numpy() == pytest.approx(ref["prior_loss"]) and rows["majority_accuracy"].to_numpy() == pytest.approx(ref["majority_accuracy"])
+        assert rows["prior_loss"].to_numpy() == pytest.approx(ref["prior_loss"]) and rows["majority_accuracy"].to_numpy() == pytest.approx(
+            ref["majority_accuracy"]
+        )
     assert (full_run / "results/loss/calibration.csv.provenance.json").is_file()
     summary = (full_run / "results/summary.md").read_text()
-    assert f"| instrument: zoo models whose generalized loss beats the prior predictor on their own dataset | every model (a finetuned model is its own dataset's reference) | {int(table['beats_prior'].sum())} of 4 |" in summary
+    assert (
+        f"| instrument: zoo models whose generalized loss beats the prior predictor on their own dataset | every model (a finetuned model is its own dataset's reference) | {int(table['beats_prior'].sum())} of 4 |"
+        in summary
+    )
     # loss rows scored on a dataset where the instrument fails its reference say so
     failing = set(table.loc[~table["beats_prior"], "dataset"])
     rows = json.loads((full_run / "results/summary.json").read_text())["rows"]

@@ -78,14 +78,16 @@ def gain_table(runs: pd.DataFrame, majority: Mapping[str, float] | None = None) 
     missing = [(d, st) for d in order for st in STARTS if (d, st) not in stats.index]
     if missing:
         raise ValueError(f"BitFit runs missing for (dataset, start) {missing}")
-    table = pd.DataFrame({
-        "dataset": order,
-        "pretrained": [stats.loc[(d, "pretrained"), "mean"] for d in order],
-        "pretrained_sd": [stats.loc[(d, "pretrained"), "std"] for d in order],
-        "centroid": [stats.loc[(d, "centroid"), "mean"] for d in order],
-        "centroid_sd": [stats.loc[(d, "centroid"), "std"] for d in order],
-        "seeds": [int(stats.loc[(d, "centroid"), "count"]) for d in order],
-    })
+    table = pd.DataFrame(
+        {
+            "dataset": order,
+            "pretrained": [stats.loc[(d, "pretrained"), "mean"] for d in order],
+            "pretrained_sd": [stats.loc[(d, "pretrained"), "std"] for d in order],
+            "centroid": [stats.loc[(d, "centroid"), "mean"] for d in order],
+            "centroid_sd": [stats.loc[(d, "centroid"), "std"] for d in order],
+            "seeds": [int(stats.loc[(d, "centroid"), "count"]) for d in order],
+        }
+    )
     table["gain"] = table["centroid"] - table["pretrained"]
     informative = np.ones(len(table), dtype=bool)
     if majority is not None:
@@ -118,16 +120,33 @@ def table_markdown(table: pd.DataFrame, summary: Mapping[str, Any], title: str) 
     from .summary import to_markdown
 
     maj = "majority" in table
-    cells = [{"dataset": r.dataset, "pretrained": cell(r.pretrained, r.pretrained_sd), "centroid": cell(r.centroid, r.centroid_sd), "gain": f"{r.gain:+.2f}",
-              **({"majority class": f"{r.majority:.2f}", "informative": "yes" if r.informative else "no: both at the majority class"} if maj else {})}
-             for r in table.itertuples()]
+    cells = [
+        {
+            "dataset": r.dataset,
+            "pretrained": cell(r.pretrained, r.pretrained_sd),
+            "centroid": cell(r.centroid, r.centroid_sd),
+            "gain": f"{r.gain:+.2f}",
+            **({"majority class": f"{r.majority:.2f}", "informative": "yes" if r.informative else "no: both at the majority class"} if maj else {}),
+        }
+        for r in table.itertuples()
+    ]
     mean = f"{summary['mean_gain']:+.2f}" if summary["informative"] else "none"
-    cells.append({"dataset": "**mean gain (informative datasets)**", "pretrained": "", "centroid": "", "gain": f"**{mean}**",
-                  **({"majority class": "", "informative": ""} if maj else {})})
+    cells.append(
+        {
+            "dataset": "**mean gain (informative datasets)**",
+            "pretrained": "",
+            "centroid": "",
+            "gain": f"**{mean}**",
+            **({"majority class": "", "informative": ""} if maj else {}),
+        }
+    )
     lines = [f"# {title}", "", to_markdown(pd.DataFrame(cells)).rstrip("\n")]
-    lines += ["", f"Centroid at least as good on {summary['at_least_as_good']} of {summary['informative']} informative datasets "
-              f"(win / tie / loss {summary['wins']} / {summary['ties']} / {summary['losses']}; "
-              f"{summary['uninformative']} of {summary['datasets']} uninformative: both starts at the majority class; "
-              f"mean gain over all {summary['datasets']}: {summary['mean_gain_all']:+.2f}). "
-              "Test accuracy in %, mean ± sd over seeds; BitFit (bias terms and a new head, a pooler included)."]
+    lines += [
+        "",
+        f"Centroid at least as good on {summary['at_least_as_good']} of {summary['informative']} informative datasets "
+        f"(win / tie / loss {summary['wins']} / {summary['ties']} / {summary['losses']}; "
+        f"{summary['uninformative']} of {summary['datasets']} uninformative: both starts at the majority class; "
+        f"mean gain over all {summary['datasets']}: {summary['mean_gain_all']:+.2f}). "
+        "Test accuracy in %, mean ± sd over seeds; BitFit (bias terms and a new head, a pooler included).",
+    ]
     return "\n".join(lines) + "\n"

@@ -97,11 +97,14 @@ def offline_problems(config: Mapping[str, Any], scripts: Scripts) -> list[Proble
             problems.append(Problem(f"{key}.hub", "namespace", f"{repo!r} is not 'namespace/name' (current huggingface_hub rejects bare legacy ids)"))
         allowed = scripts.get(repo.lower())
         if allowed is not None and revision not in allowed:
-            problems.append(Problem(
-                f"{key}.hub", "script",
-                f"{repo!r} is a loading-script repository (hub-scripts list) and revision {revision!r} is not its parquet export; "
-                f"use revision {EXPORT_BRANCH!r} or a commit of that branch listed after the id",
-            ))
+            problems.append(
+                Problem(
+                    f"{key}.hub",
+                    "script",
+                    f"{repo!r} is a loading-script repository (hub-scripts list) and revision {revision!r} is not its parquet export; "
+                    f"use revision {EXPORT_BRANCH!r} or a commit of that branch listed after the id",
+                )
+            )
         if revision is None:
             problems.append(Problem(f"{key}.revision", "revision", f"no revision pinned; run `{PIN_HINT}` where the hub is reachable"))
         elif not COMMIT.match(str(revision)):

@@ -117,7 +117,9 @@ def grouping_labels(zoo: pd.DataFrame, spec: Mapping[str, Any]) -> pd.Series:
     return pd.Series(labels, index=zoo["model_id"], dtype=object)
 
 
-def cluster_grouping(cos: np.ndarray, labels: pd.Series, random_state: int = 0, datasets: Sequence[str] | None = None) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+def cluster_grouping(
+    cos: np.ndarray, labels: pd.Series, random_state: int = 0, datasets: Sequence[str] | None = None
+) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
     """Everything for one grouping: (metrics, per-model assignments with t-SNE coordinates,
     per-group scores). `cos` is the cosine matrix of all zoo models, in `labels`' order.
     With `datasets` (each model's dataset), also the mean cosine between models of the same

@@ -54,8 +54,7 @@ def _decode(dataset: str, data: bytes, encoding: str, where: str) -> str:
     except UnicodeDecodeError as e:
         raise DataError(
             dataset,
-            f"{where} is not valid {encoding} (byte {e.start}: {data[e.start:e.start + 4]!r}); "
-            "set source.encoding (e.g. latin-1) to the file's encoding",
+            f"{where} is not valid {encoding} (byte {e.start}: {data[e.start : e.start + 4]!r}); set source.encoding (e.g. latin-1) to the file's encoding",
         ) from None
 
 

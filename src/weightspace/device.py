@@ -62,8 +62,11 @@ def resolve_device(precision: str, environ: Mapping[str, str] | None = None) -> 
         return device, PRECISIONS[precision]
     promise = promised_gpu(os.environ if environ is None else environ)
     if promise is not None:
-        cause = ("this torch is a CPU-only build" if torch.version.cuda is None
-                 else f"this torch (CUDA {torch.version.cuda}) finds no usable GPU: check the driver with nvidia-smi")
+        cause = (
+            "this torch is a CPU-only build"
+            if torch.version.cuda is None
+            else f"this torch (CUDA {torch.version.cuda}) finds no usable GPU: check the driver with nvidia-smi"
+        )
         raise GPUMissing(
             f"{promise} promises this job a GPU, but torch {torch.__version__} sees none: {cause}. "
             "Install the CUDA build of torch (README, 'GPU install'), or unset the variable to train on CPU on purpose."

@@ -37,8 +37,16 @@ def draw_prior(ax: Any, prior: float, reference: float | None = None, what: str 
     panel says plainly that the probe, not the model, is measured."""
     ax.axhline(prior, xmin=xmin, xmax=xmax, color=colour, linestyle=":", linewidth=1.0, label="prior predictor")
     if reference is not None and not reference < prior:
-        ax.text(0.02, 0.98, f"instrument fails its reference:\n{what} not below the prior loss", transform=ax.transAxes,
-                va="top", ha="left", fontsize=6, color="firebrick")
+        ax.text(
+            0.02,
+            0.98,
+            f"instrument fails its reference:\n{what} not below the prior loss",
+            transform=ax.transAxes,
+            va="top",
+            ha="left",
+            fontsize=6,
+            color="firebrick",
+        )
 
 
 def plot_finetune_accuracy(zoo: pd.DataFrame, majority: Mapping[str, float], style: str = "whitegrid", palette: str = "colorblind"):
@@ -174,18 +182,40 @@ def plot_hull(table: pd.DataFrame, stats: Sequence[Mapping[str, Any]], style: st
     for ax, level in zip(axes[0], levels):
         sub = losses[losses["level"] == level]
         sns.boxplot(data=sub, x="group", y="loss", hue="set", hue_order=order, palette=palette, ax=ax, fliersize=0, linewidth=0.8)
-        sns.stripplot(data=sub, x="group", y="loss", hue="set", hue_order=order, palette=palette, ax=ax, dodge=True, size=2.5, edgecolor="0.2", linewidth=0.3, legend=False)
+        sns.stripplot(
+            data=sub,
+            x="group",
+            y="loss",
+            hue="set",
+            hue_order=order,
+            palette=palette,
+            ax=ax,
+            dodge=True,
+            size=2.5,
+            edgecolor="0.2",
+            linewidth=0.3,
+            legend=False,
+        )
         groups = list(dict.fromkeys(sub["group"]))
         for k, g in enumerate(groups):
             rows = sub[sub["group"] == g]
-            ax.hlines(float(rows["prior_loss"].iloc[0]), k - 0.45, k + 0.45, color="0.25", linestyle=":", linewidth=1.0,
-                      label="prior predictor" if k == 0 else None)
+            ax.hlines(
+                float(rows["prior_loss"].iloc[0]), k - 0.45, k + 0.45, color="0.25", linestyle=":", linewidth=1.0, label="prior predictor" if k == 0 else None
+            )
         in_loss = sub[sub["set"] == SET_LABELS["in"]].groupby("group")["loss"].mean()
         prior = sub.groupby("group")["prior_loss"].first()
         failing = [g for g in groups if not in_loss.get(g, -np.inf) < prior[g]]
         if failing:
-            ax.text(0.02, 0.98, f"In's mean loss not below the prior loss\n({', '.join(failing)}): the probe may be what is measured",
-                    transform=ax.transAxes, va="top", ha="left", fontsize=6, color="firebrick")
+            ax.text(
+                0.02,
+                0.98,
+                f"In's mean loss not below the prior loss\n({', '.join(failing)}): the probe may be what is measured",
+                transform=ax.transAxes,
+                va="top",
+                ha="left",
+                fontsize=6,
+                color="firebrick",
+            )
         pb = {(s["a"], s["b"]): s["pb"] for s in stats if s["level"] == level and s["group"] == "all"}
         text = "  ".join(f"PB({SET_LABELS[a]}>{SET_LABELS[b]})={pb[(a, b)]:.0%}" for a, b in COMPARISONS if (a, b) in pb)
         ax.set_title(f"{level} level (dotted: prior loss {', '.join(f'{p:.2f}' for p in prior[groups])})\n{text}", fontsize=7)

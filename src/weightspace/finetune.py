@@ -127,7 +127,7 @@ def bitfit_trainable(model: torch.nn.Module) -> int:
 
     prefix = model.base_model_prefix + "."
     for name, p in model.named_parameters():
-        body = name.startswith(prefix) and in_body(name[len(prefix):])
+        body = name.startswith(prefix) and in_body(name[len(prefix) :])
         p.requires_grad_(not body or name.endswith(".bias"))
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
@@ -265,7 +265,8 @@ def train(
                     state.stopped_early = True
                     log.info("early stop at step %d: no dev improvement in %d evaluations", state.step, cfg.patience)
         due = state.step % cfg.checkpoint_every == 0 or (
-            cfg.checkpoint_minutes is not None and time.monotonic() - last_checkpoint >= 60 * cfg.checkpoint_minutes)
+            cfg.checkpoint_minutes is not None and time.monotonic() - last_checkpoint >= 60 * cfg.checkpoint_minutes
+        )
         if due and state.step < total and not state.stopped_early:
             save_checkpoint(state_dir, model, optimizer, state, best, meta, scaler, env)
             last_checkpoint = time.monotonic()
@@ -313,9 +314,8 @@ def run_finetune(
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from .seeding import derive_seed, seed_everything
-
     from .integrity import verify_checkpoint
+    from .seeding import derive_seed, seed_everything
 
     configure_torch(threads)
     verify_checkpoint(base_model, required=False)  # a centroid start carries checksums.json

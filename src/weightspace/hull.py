@@ -65,8 +65,9 @@ def bootstrap_interval(pairs: Sequence[tuple[Sequence[float], Sequence[float]]],
     return float(lo), float(hi)
 
 
-def set_points(which: str, members: Sequence[Member], folders: Sequence[str], key: str, seed: int, count: int,
-               in_norms: Sequence[float] | None = None) -> list[Point]:
+def set_points(
+    which: str, members: Sequence[Member], folders: Sequence[str], key: str, seed: int, count: int, in_norms: Sequence[float] | None = None
+) -> list[Point]:
     """The points of one set of one group (plan.hull_set says which members and how many).
 
     `members`/`folders`: the set's zoo models and their checkpoint folders, in the same order
@@ -102,8 +103,14 @@ ORIGINS = ("zero", "pretrained")
 
 
 def edge_points(
-    folders: Sequence[str], radius: float, centre_norm: float, centroid_weight_norm: float,
-    distances: Sequence[float], directions: int, seed: int, origins: Sequence[str] = ("zero",),
+    folders: Sequence[str],
+    radius: float,
+    centre_norm: float,
+    centroid_weight_norm: float,
+    distances: Sequence[float],
+    directions: int,
+    seed: int,
+    origins: Sequence[str] = ("zero",),
 ) -> list[tuple[str, float, Point]]:
     """(kind, distance in radii, point): the centroid (distance 0), then for each distance the
     points `distance * radius` away from it along each random direction ("random k") and
@@ -172,16 +179,23 @@ def hull_statistics(table: pd.DataFrame, resamples: int, seed: int) -> list[dict
                 if not pairs:
                     continue
                 lo, hi = bootstrap_interval(pairs, resamples, derive_seed(f"{level}/{scope}", seed, f"{a}-{b}"))
-                rows.append({
-                    "level": level, "group": scope, "a": a, "b": b,
-                    "pb": pooled_probability_of_better(pairs), "ci_low": lo, "ci_high": hi,
-                    "pairs": int(sum(len(x) * len(y) for x, y in pairs)),
-                    "loss_a": float(np.mean(np.concatenate([x for x, _ in pairs]))),
-                    "loss_b": float(np.mean(np.concatenate([y for _, y in pairs]))),
-                    "prior_loss": float(sub[sub["group"].isin(gs)].groupby("group")["prior_loss"].first().mean()),
-                    "accuracy_a": _mean_of(sub, gs, a, "accuracy"),
-                    "accuracy_b": _mean_of(sub, gs, b, "accuracy"),
-                    "majority_accuracy": float(sub[sub["group"].isin(gs)].groupby("group")["majority_accuracy"].first().mean()),
-                    "targets": " ".join(sorted(set(table[(table["level"] == level) & table["group"].isin(gs)]["target"]))),
-                })
+                rows.append(
+                    {
+                        "level": level,
+                        "group": scope,
+                        "a": a,
+                        "b": b,
+                        "pb": pooled_probability_of_better(pairs),
+                        "ci_low": lo,
+                        "ci_high": hi,
+                        "pairs": int(sum(len(x) * len(y) for x, y in pairs)),
+                        "loss_a": float(np.mean(np.concatenate([x for x, _ in pairs]))),
+                        "loss_b": float(np.mean(np.concatenate([y for _, y in pairs]))),
+                        "prior_loss": float(sub[sub["group"].isin(gs)].groupby("group")["prior_loss"].first().mean()),
+                        "accuracy_a": _mean_of(sub, gs, a, "accuracy"),
+                        "accuracy_b": _mean_of(sub, gs, b, "accuracy"),
+                        "majority_accuracy": float(sub[sub["group"].isin(gs)].groupby("group")["majority_accuracy"].first().mean()),
+                        "targets": " ".join(sorted(set(table[(table["level"] == level) & table["group"].isin(gs)]["target"]))),
+                    }
+                )
     return rows

@@ -29,8 +29,7 @@ class CorruptFile(IOError):
     def __init__(self, path: str | Path, model: str, problem: str):
         self.path, self.model = str(path), model
         super().__init__(
-            f"corrupt file {path} (model {model}): {problem}. Delete the file's folder and rerun "
-            "(Snakemake recreates it), or restore it from a copy"
+            f"corrupt file {path} (model {model}): {problem}. Delete the file's folder and rerun (Snakemake recreates it), or restore it from a copy"
         )
 
 

@@ -184,8 +184,12 @@ def probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: 
     clf.fit(tx, train_y)
     loss, accuracy = _test_cross_entropy(clf, vx, test_y, classes)
     return {
-        "loss": loss, "accuracy": accuracy, **prior_loss(train_y, test_y), "regularization": float(l2),
-        "converged": bool(clf.n_iter_.max() < max_iter), "iterations": int(clf.n_iter_.max()),
+        "loss": loss,
+        "accuracy": accuracy,
+        **prior_loss(train_y, test_y),
+        "regularization": float(l2),
+        "converged": bool(clf.n_iter_.max() < max_iter),
+        "iterations": int(clf.n_iter_.max()),
     }
 
 
@@ -222,8 +226,14 @@ def cross_validated_l2(x: np.ndarray, y: np.ndarray, grid: Sequence[float], fold
 
 
 def calibrated_probe(
-    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-    grid: Sequence[float], folds: int, l2: float | None = None, seed: int = 0,
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    grid: Sequence[float],
+    folds: int,
+    l2: float | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """The probe with its L2 strength chosen on train alone by cross_validated_l2 (or `l2`
     when given: a strength chosen once per target). The test split is used for scoring only."""
@@ -233,8 +243,14 @@ def calibrated_probe(
 
 
 def generalized_loss(
-    body: Mapping[str, torch.Tensor], base_model: str, train: pd.DataFrame, test: pd.DataFrame, max_length: int,
-    grid: Sequence[float] = (1.0,), folds: int = 5, pooling: str = "first",
+    body: Mapping[str, torch.Tensor],
+    base_model: str,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    max_length: int,
+    grid: Sequence[float] = (1.0,),
+    folds: int = 5,
+    pooling: str = "first",
 ) -> dict[str, Any]:
     """The generalized loss of one body on one dataset (train split fits the head and, by
     cross-validation, its L2 strength; test scores it)."""
@@ -287,13 +303,13 @@ def score_points(
     parameters = sum(t.numel() for t in pretrained.values())
     fitted = points_chunk(parameters, chunk, memory_mb, extractor.device, len(loaded or {}))
     if fitted < chunk:
-        logging.getLogger(__name__).info("%d points per chunk (hull.chunk %d does not fit %s)", fitted, chunk,
-                                         "the GPU" if extractor.device.type == "cuda" else f"{memory_mb} MB")
+        logging.getLogger(__name__).info(
+            "%d points per chunk (hull.chunk %d does not fit %s)", fitted, chunk, "the GPU" if extractor.device.type == "cuda" else f"{memory_mb} MB"
+        )
     chunk = fitted
     # float64 accumulators for one chunk of points, allocated once and reused: a fresh
     # body-sized allocation per point costs more than the arithmetic (page faults)
-    buffers = [{n: torch.empty(t.shape, dtype=torch.float64, device=extractor.device) for n, t in pretrained.items()}
-               for _ in range(min(chunk, len(points)))]
+    buffers = [{n: torch.empty(t.shape, dtype=torch.float64, device=extractor.device) for n, t in pretrained.items()} for _ in range(min(chunk, len(points)))]
     bar = tqdm(total=len(points), desc=desc, disable=not progress, mininterval=1.0)
     for lo in range(0, len(points), chunk):
         bodies = accumulate(points[lo : lo + chunk], pretrained, prefix, loaded, buffers)
@@ -302,8 +318,9 @@ def score_points(
             for name, (train, test) in splits.items():
                 tx = extractor.features(train, f"{name}/train")
                 vx = extractor.features(test, f"{name}/test")
-                out = calibrated_probe(tx, train["label"].to_numpy(), vx, test["label"].to_numpy(), spec["l2_grid"], spec["cv_folds"],
-                                       None if fixed is None else fixed[name])
+                out = calibrated_probe(
+                    tx, train["label"].to_numpy(), vx, test["label"].to_numpy(), spec["l2_grid"], spec["cv_folds"], None if fixed is None else fixed[name]
+                )
                 rows.append({"point": i, "target": name, **{k: out[k] for k in LOSS_COLUMNS[2:]}})
             bar.update(1)
     bar.close()
@@ -357,7 +374,21 @@ def calibrate_target(
     rows = []
     for model_id, tx, vx, own in features:
         out = probe(tx, y, vx, test_y, chosen if spec["choose"] == "per_target" else own)
-        rows.append({"model_id": model_id, "dataset": dataset, **{k: out[k] for k in CALIBRATION_COLUMNS[2:7]},
-                     "beats_prior": bool(out["loss"] < out["prior_loss"]), "converged": out["converged"]})
-    return {"dataset": dataset, "choose": spec["choose"], "regularization": chosen, "grid": grid,
-            "cv_loss": [float(v) for v in mean_curve], "columns": CALIBRATION_COLUMNS, "models": rows}
+        rows.append(
+            {
+                "model_id": model_id,
+                "dataset": dataset,
+                **{k: out[k] for k in CALIBRATION_COLUMNS[2:7]},
+                "beats_prior": bool(out["loss"] < out["prior_loss"]),
+                "converged": out["converged"],
+            }
+        )
+    return {
+        "dataset": dataset,
+        "choose": spec["choose"],
+        "regularization": chosen,
+        "grid": grid,
+        "cv_loss": [float(v) for v in mean_curve],
+        "columns": CALIBRATION_COLUMNS,
+        "models": rows,
+    }

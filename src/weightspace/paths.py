@@ -37,8 +37,9 @@ def evaluate_path(
 
     endpoints = {str(f): checkpoint_body(f, list(pretrained), prefix) for f in (a, b)}  # read once
     points = [Point.interpolation(a, b, alpha) for alpha in alphas]
-    rows = score_points(extractor, pretrained, prefix, points, splits, spec, fixed, loaded=endpoints, progress=progress, desc="alpha grid",
-                        chunk=chunk, memory_mb=memory_mb)
+    rows = score_points(
+        extractor, pretrained, prefix, points, splits, spec, fixed, loaded=endpoints, progress=progress, desc="alpha grid", chunk=chunk, memory_mb=memory_mb
+    )
     rows.insert(0, "alpha", [float(alphas[i]) for i in rows.pop("point")])
     return rows
 

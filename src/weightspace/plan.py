@@ -27,6 +27,7 @@ Member = tuple[str, int]
 
 # --- the zoo ----------------------------------------------------------------------------------
 
+
 def seeds_of(config: Mapping[str, Any], name: str) -> list[int]:
     """The seeds a dataset is finetuned with: its own `seeds`, else the zoo's."""
     return list(config["datasets"][name].get("seeds", config["zoo"]["seeds"]))
@@ -195,8 +196,14 @@ def hull_set(group: Mapping[str, Any], which: str, key: str, seed: int, cap: int
     points `count` (set_size), whether its points are `random` directions (the general level's
     Ex), the group's `in` members (their task-vector norms size those directions) and its
     `targets`."""
-    return {"key": key, "members": set_models(group, which, key, seed, cap), "count": set_size(group, which, cap),
-            "random": which == "ex" and group["ex"] is None, "in": [tuple(m) for m in group["in"]], "targets": list(group["targets"])}
+    return {
+        "key": key,
+        "members": set_models(group, which, key, seed, cap),
+        "count": set_size(group, which, cap),
+        "random": which == "ex" and group["ex"] is None,
+        "in": [tuple(m) for m in group["in"]],
+        "targets": list(group["targets"]),
+    }
 
 
 def edge_region(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-
 # Host memory of a job that scores points, per body parameter: the feature model's float32
 # weights, the pretrained body (float32) and one checkpoint being read (float32) are fixed;
 # each point of a chunk adds its float64 accumulator; a checkpoint held in memory (a path's

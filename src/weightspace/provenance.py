@@ -142,8 +142,7 @@ def write_job_provenance(job: Any, output: str | Path, zoo_rows: Sequence[Mappin
 
     if zoo_rows is None:
         zoo_rows = read_zoo(job.input.zoo).to_pylist() if "zoo" in job.input.keys() else []
-    return write_provenance(output, job.rule, list(job.input), dict(job.params), Path(job.scriptdir), zoo_rows,
-                            path or job.output.provenance, job.config)
+    return write_provenance(output, job.rule, list(job.input), dict(job.params), Path(job.scriptdir), zoo_rows, path or job.output.provenance, job.config)
 
 
 def verify(provenance: Mapping[str, Any]) -> list[str]:

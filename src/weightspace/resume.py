@@ -62,8 +62,13 @@ def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(
-    state_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainState,
-    best: Mapping[str, torch.Tensor] | None, meta: Mapping[str, Any], scaler: torch.amp.GradScaler | None = None,
+    state_dir: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: TrainState,
+    best: Mapping[str, torch.Tensor] | None,
+    meta: Mapping[str, Any],
+    scaler: torch.amp.GradScaler | None = None,
     env: Mapping[str, Any] | None = None,
 ) -> None:
     """Write the resume state atomically: state_dir/checkpoint/ appears whole or not at all.
@@ -97,8 +102,12 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    state_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, meta: Mapping[str, Any],
-    scaler: torch.amp.GradScaler | None = None, env: Mapping[str, Any] | None = None,
+    state_dir: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    meta: Mapping[str, Any],
+    scaler: torch.amp.GradScaler | None = None,
+    env: Mapping[str, Any] | None = None,
 ) -> tuple[TrainState, dict[str, torch.Tensor] | None] | None:
     """Restore a checkpoint written by save_checkpoint for the same run; None if there is none
     (or it belongs to a different configuration, in which case it is discarded).
@@ -126,7 +135,11 @@ def load_checkpoint(
         )
     soft = {k: (was.get(k), env.get(k)) for k in ("device_name", "cuda", "torch") if was.get(k) != env.get(k)}
     if soft:
-        log.warning("resuming %s on another setup %s: recorded in metrics.json 'attempts'; the weights may differ in the last bits from an uninterrupted run", ckpt, soft)
+        log.warning(
+            "resuming %s on another setup %s: recorded in metrics.json 'attempts'; the weights may differ in the last bits from an uninterrupted run",
+            ckpt,
+            soft,
+        )
     device = next(model.parameters()).device
     model.load_state_dict(load_file(str(ckpt / "model.safetensors"), device=str(device)))
     tensors = load_file(str(ckpt / "optimizer.safetensors"))

@@ -108,7 +108,7 @@ def iter_folder(root: str | Path | None, folder: str) -> Iterator[tuple[str, byt
     if not names:
         raise FileNotFoundError(f"no files under {folder!r} in {root}")
     for name in names:
-        yield name[len(prefix):], _read(archive, name)
+        yield name[len(prefix) :], _read(archive, name)
 
 
 def extract_folder(root: str | Path, folder: str, dest: str | Path) -> None:

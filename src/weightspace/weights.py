@@ -201,7 +201,15 @@ def write_flat(
         start = 0
         for i, values in enumerate(_shards(_flat_pieces(body, index), total, shard_size)):
             name = f"shard-{i:05d}.parquet"
-            meta = {**identity, "format_version": FORMAT_VERSION, "shard": i, "start": start, "stop": start + len(values), "num_positions": total, "chunk_size": chunk_size}
+            meta = {
+                **identity,
+                "format_version": FORMAT_VERSION,
+                "shard": i,
+                "start": start,
+                "stop": start + len(values),
+                "num_positions": total,
+                "chunk_size": chunk_size,
+            }
             with pq.ParquetWriter(
                 tmp / name,
                 schema.with_metadata({META_KEY: json.dumps(meta).encode()}),
@@ -220,7 +228,15 @@ def write_flat(
             shard["sha256"] = shard["sha256"].result()
             shard["chunk_sha256"] = shard["chunk_sha256"].result()
         pq.write_table(index_table(index), tmp / INDEX_FILE)
-        manifest = {**identity, "format_version": FORMAT_VERSION, "num_positions": total, "chunk_size": chunk_size, "shard_size": shard_size, "shards": shards, "index_sha256": sha256_file(tmp / INDEX_FILE)}
+        manifest = {
+            **identity,
+            "format_version": FORMAT_VERSION,
+            "num_positions": total,
+            "chunk_size": chunk_size,
+            "shard_size": shard_size,
+            "shards": shards,
+            "index_sha256": sha256_file(tmp / INDEX_FILE),
+        }
         write_json(tmp / MANIFEST_FILE, manifest)
     return manifest
 

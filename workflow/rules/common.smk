@@ -26,7 +26,37 @@ except ConfigError as e:
     raise WorkflowError(f"invalid config: {e}") from None
 
 
+def unreplaced_placeholders(settings):
+    """Profile resources still holding a REPLACE_WITH_... placeholder, as the keys to edit
+    (a resource's `raw` is the value as the profile wrote it)."""
+
+    def unset(value):
+        return "REPLACE_WITH_" in str(getattr(value, "raw", value))
+
+    found = [
+        f"default-resources: {key}"
+        for key, value in (settings.default_resources or {}).items()
+        if unset(value)
+    ]
+    for rule, resources in (settings.overwrite_resources or {}).items():
+        found += [
+            f"set-resources: {rule}: {key}"
+            for key, value in resources.items()
+            if unset(value)
+        ]
+    return found
+
+
 onstart:
+    # Before any job (a download included) runs: a profile placeholder left in place would
+    # only fail at the first sbatch, after the downloads.
+    placeholders = unreplaced_placeholders(workflow.resource_settings)
+    if placeholders:
+        raise WorkflowError(
+            "the profile still has placeholders: edit "
+            + "; ".join(placeholders)
+            + " in profiles/slurm/config.yaml (your partitions and account)"
+        )
     # Only when jobs are about to run (not in a dry run, which stays offline).
     if config["base_model"].get("hub"):
         try:

@@ -10,8 +10,8 @@ from weightspace.device import configure_torch
 from weightspace.geometry import read_matrix
 from weightspace.hull import edge_points, region_radius
 from weightspace.logs import to_log_file
-from weightspace.plan import model_id
 from weightspace.loss import calibrated_strengths, extractor_for, probe_splits, score_points
+from weightspace.plan import model_id
 from weightspace.points import Point, materialize
 from weightspace.weights import body_prefix, pretrained_body
 
@@ -29,15 +29,22 @@ folders = list(snakemake.input.models)  # the region members' checkpoints, in me
 centroid = materialize(Point.combination(folders, [1.0 / len(folders)] * len(folders)), pretrained, prefix)
 weight_norm = math.sqrt(sum(float((t.double() ** 2).sum()) for t in centroid.values()))
 del centroid
-logging.info("region %s: %d models, mean distance from the centroid %.4f, centroid's distance from the pretrained model %.4f, "
-             "centroid's norm %.4f", region["region"], len(members), radius, centre_norm, weight_norm)
+logging.info(
+    "region %s: %d models, mean distance from the centroid %.4f, centroid's distance from the pretrained model %.4f, centroid's norm %.4f",
+    region["region"],
+    len(members),
+    radius,
+    centre_norm,
+    weight_norm,
+)
 placed = edge_points(folders, radius, centre_norm, weight_norm, edges["distances"], edges["directions"], snakemake.params.seed, origins)
 points = [p for _, _, p in placed]
 fixed = calibrated_strengths(snakemake.input.regularization if "regularization" in snakemake.input.keys() else [])
 splits = probe_splits(region["targets"], loss, snakemake.input.data)
 extractor = extractor_for(snakemake.input.base, loss)
-table = score_points(extractor, pretrained, prefix, points, splits, loss, fixed, chunk=snakemake.config["hull"]["chunk"], desc="edges",
-                     memory_mb=snakemake.resources.mem_mb)
+table = score_points(
+    extractor, pretrained, prefix, points, splits, loss, fixed, chunk=snakemake.config["hull"]["chunk"], desc="edges", memory_mb=snakemake.resources.mem_mb
+)
 table.insert(0, "distance", [placed[i][1] for i in table["point"]])
 table.insert(0, "kind", [placed[i][0] for i in table["point"]])
 table["radius"] = radius

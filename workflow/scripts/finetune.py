@@ -24,5 +24,8 @@ metrics = run_finetune(
 )
 logging.info(
     "done: %d steps, dev loss %.4f, test accuracy %.4f, %.1f examples/s",
-    metrics["steps"], metrics["dev_loss"], metrics["test_accuracy"], metrics["examples_per_s"],
+    metrics["steps"],
+    metrics["dev_loss"],
+    metrics["test_accuracy"],
+    metrics["examples_per_s"],
 )

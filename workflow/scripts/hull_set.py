@@ -25,8 +25,16 @@ fixed = calibrated_strengths(snakemake.input.regularization if "regularization" 
 splits = probe_splits(job["targets"], loss, snakemake.input.data)
 extractor = extractor_for(snakemake.input.base, loss)
 table = score_points(
-    extractor, pretrained_body(snakemake.input.base), body_prefix(snakemake.input.base) + ".",
-    points, splits, loss, fixed, chunk=snakemake.config["hull"]["chunk"], desc=f"{job['key']}/{w.set}", memory_mb=snakemake.resources.mem_mb,
+    extractor,
+    pretrained_body(snakemake.input.base),
+    body_prefix(snakemake.input.base) + ".",
+    points,
+    splits,
+    loss,
+    fixed,
+    chunk=snakemake.config["hull"]["chunk"],
+    desc=f"{job['key']}/{w.set}",
+    memory_mb=snakemake.resources.mem_mb,
 )
 table["label"] = [points[i].label for i in table["point"]]
 table["weights"] = [str(points[i]) for i in table["point"]]  # the point itself, re-scorable

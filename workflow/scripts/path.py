@@ -16,9 +16,17 @@ fixed = calibrated_strengths(snakemake.input.regularization if "regularization" 
 splits = probe_splits(snakemake.params.targets, loss, snakemake.input.data)
 extractor = extractor_for(snakemake.input.base, loss)
 table = evaluate_path(
-    extractor, pretrained_body(snakemake.input.base), body_prefix(snakemake.input.a) + ".",
-    snakemake.input.a, snakemake.input.b, snakemake.params.alphas, splits, loss, fixed,
-    chunk=snakemake.config["hull"]["chunk"], memory_mb=snakemake.resources.mem_mb,
+    extractor,
+    pretrained_body(snakemake.input.base),
+    body_prefix(snakemake.input.a) + ".",
+    snakemake.input.a,
+    snakemake.input.b,
+    snakemake.params.alphas,
+    splits,
+    loss,
+    fixed,
+    chunk=snakemake.config["hull"]["chunk"],
+    memory_mb=snakemake.resources.mem_mb,
 )
 (a, sa), (b, sb) = snakemake.params.pair
 table.insert(0, "model_b", model_id(b, sb))

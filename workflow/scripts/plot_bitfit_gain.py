@@ -1,6 +1,5 @@
 """Fig. 6 (full data) or Fig. 14 (few-shot): the centroid start's gain per dataset."""
 
-
 import pandas as pd
 
 from weightspace.figures import plot_gains, save_figure

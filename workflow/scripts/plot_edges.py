@@ -1,6 +1,5 @@
 """Fig. 11: the loss from the region's centroid outwards."""
 
-
 import pandas as pd
 
 from weightspace.figures import plot_edges, save_figure

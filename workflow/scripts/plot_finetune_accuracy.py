@@ -1,9 +1,8 @@
 """Figure: test accuracy of every model per dataset against the majority class."""
 
-
+from weightspace.figures import plot_finetune_accuracy, save_figure
 from weightspace.logs import to_log_file
 from weightspace.provenance import write_job_provenance
-from weightspace.figures import plot_finetune_accuracy, save_figure
 from weightspace.zoo import majority_accuracy, read_zoo
 
 to_log_file(snakemake.log[0])

@@ -1,6 +1,5 @@
 """Fig. 4: loss distributions of In, In' and Ex per granularity, PB values in the titles."""
 
-
 import pandas as pd
 
 from weightspace.figures import plot_hull, save_figure

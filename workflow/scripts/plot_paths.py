@@ -1,10 +1,9 @@
 """Fig. 3, Fig. 5 and the per-dataset path figures, with the path statistics for the summary."""
 
-
 import pandas as pd
 
-from weightspace.logs import to_log_file
 from weightspace.figures import plot_paths, plot_paths_per_dataset, save_figure
+from weightspace.logs import to_log_file
 from weightspace.provenance import write_job_provenance
 from weightspace.zoo import read_zoo
 

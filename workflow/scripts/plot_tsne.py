@@ -1,6 +1,5 @@
 """Fig. 2 for one grouping: t-SNE of the task vectors, true group and assigned cluster."""
 
-
 import pandas as pd
 
 from weightspace.figures import plot_tsne, save_figure

@@ -2,7 +2,7 @@
 
 import logging
 
-from weightspace.data import make_splits, load_raw, save_split
+from weightspace.data import load_raw, make_splits, save_split
 from weightspace.io import write_json
 from weightspace.logs import to_log_file
 from weightspace.sources import archive_of

@@ -29,19 +29,36 @@ for path, scores_path in zip(snakemake.input.metrics, snakemake.input.scores):
         note += f"; same group, other dataset {m['cosine_within_other_dataset']:.3f}"
     rows.append(row(claim, ours, note, paper))
     f1 = pd.read_csv(scores_path)
-    rows.append(row(f"per-group F1, grouping {m['grouping']}", ", ".join(f"{g} {100 * v:.0f}" for g, v in zip(f1["group"], f1["f1"])), "majority-rule labels", "Table 1 (see below)"))
+    rows.append(
+        row(
+            f"per-group F1, grouping {m['grouping']}",
+            ", ".join(f"{g} {100 * v:.0f}" for g, v in zip(f1["group"], f1["f1"])),
+            "majority-rule labels",
+            "Table 1 (see below)",
+        )
+    )
 calibration = pd.read_csv(snakemake.input.calibration)
 per_dataset = calibration.groupby("dataset", sort=False).agg(
-    beat=("beats_prior", "sum"), models=("beats_prior", "size"), loss=("loss", "mean"), prior=("prior_loss", "first"),
-    accuracy=("accuracy", "mean"), majority=("majority_accuracy", "first"))
+    beat=("beats_prior", "sum"),
+    models=("beats_prior", "size"),
+    loss=("loss", "mean"),
+    prior=("prior_loss", "first"),
+    accuracy=("accuracy", "mean"),
+    majority=("majority_accuracy", "first"),
+)
 uncalibrated = sorted(per_dataset.index[per_dataset["beat"] < per_dataset["models"]])
-rows.append(row(
-    "instrument: zoo models whose generalized loss beats the prior predictor on their own dataset",
-    f"{int(calibration['beats_prior'].sum())} of {len(calibration)}",
-    "; ".join(f"{d} {int(r.beat)}/{int(r.models)} (loss {r.loss:.3f} vs prior {r.prior:.3f}; accuracy {r.accuracy:.3f} vs majority {r.majority:.3f})"
-              for d, r in per_dataset.iterrows())
-    + (f". UNCALIBRATED on {', '.join(uncalibrated)}: loss rows scored there measure the probe" if uncalibrated else ""),
-    "every model (a finetuned model is its own dataset's reference)"))
+rows.append(
+    row(
+        "instrument: zoo models whose generalized loss beats the prior predictor on their own dataset",
+        f"{int(calibration['beats_prior'].sum())} of {len(calibration)}",
+        "; ".join(
+            f"{d} {int(r.beat)}/{int(r.models)} (loss {r.loss:.3f} vs prior {r.prior:.3f}; accuracy {r.accuracy:.3f} vs majority {r.majority:.3f})"
+            for d, r in per_dataset.iterrows()
+        )
+        + (f". UNCALIBRATED on {', '.join(uncalibrated)}: loss rows scored there measure the probe" if uncalibrated else ""),
+        "every model (a finetuned model is its own dataset's reference)",
+    )
+)
 
 
 def instrument(targets) -> str:
@@ -54,15 +71,32 @@ if "paths" in snakemake.input.keys():
     for name, st in read_json(snakemake.input.paths).items():
         ref = f"prior loss {st['prior_loss']:.3f}"
         pre = instrument(st["targets"]) + f"targets {', '.join(st['targets'])}; "
-        rows.append(row(f"{name.replace('_', ' ')} pairs: lowest loss strictly inside (0, 1)", f"{pct(st['share_min_inside'])} of {st['pairs']} pairs",
-                        pre + "loss averaged over the pair set's targets", PAPER_PATHS["min_inside"]))
-        rows.append(row(f"{name.replace('_', ' ')} pairs: loss at alpha 0.5 vs mean of endpoints", f"{st['loss_mid']:.3f} vs {st['loss_endpoints']:.3f} ({ref})",
-                        pre + f"accuracy {st['accuracy_mid']:.3f} vs {st['accuracy_endpoints']:.3f} (majority {st['majority_accuracy']:.3f})", PAPER_PATHS["mid"]))
+        rows.append(
+            row(
+                f"{name.replace('_', ' ')} pairs: lowest loss strictly inside (0, 1)",
+                f"{pct(st['share_min_inside'])} of {st['pairs']} pairs",
+                pre + "loss averaged over the pair set's targets",
+                PAPER_PATHS["min_inside"],
+            )
+        )
+        rows.append(
+            row(
+                f"{name.replace('_', ' ')} pairs: loss at alpha 0.5 vs mean of endpoints",
+                f"{st['loss_mid']:.3f} vs {st['loss_endpoints']:.3f} ({ref})",
+                pre + f"accuracy {st['accuracy_mid']:.3f} vs {st['accuracy_endpoints']:.3f} (majority {st['majority_accuracy']:.3f})",
+                PAPER_PATHS["mid"],
+            )
+        )
         if st["loss_alpha_max"] is not None:
-            rows.append(row(f"{name.replace('_', ' ')} pairs: loss at alpha {st['alpha_max']:g} and {st['alpha_min']:g} vs endpoints",
-                            f"{st['loss_alpha_max']:.3f} and {st['loss_alpha_min']:.3f} vs {st['loss_endpoints']:.3f} ({ref})",
-                            pre + f"accuracy {st['accuracy_alpha_max']:.3f} and {st['accuracy_alpha_min']:.3f} vs {st['accuracy_endpoints']:.3f} "
-                            f"(majority {st['majority_accuracy']:.3f})", PAPER_PATHS["extrapolation"]))
+            rows.append(
+                row(
+                    f"{name.replace('_', ' ')} pairs: loss at alpha {st['alpha_max']:g} and {st['alpha_min']:g} vs endpoints",
+                    f"{st['loss_alpha_max']:.3f} and {st['loss_alpha_min']:.3f} vs {st['loss_endpoints']:.3f} ({ref})",
+                    pre + f"accuracy {st['accuracy_alpha_max']:.3f} and {st['accuracy_alpha_min']:.3f} vs {st['accuracy_endpoints']:.3f} "
+                    f"(majority {st['majority_accuracy']:.3f})",
+                    PAPER_PATHS["extrapolation"],
+                )
+            )
 for claim in ("Table 1 F1 with the Twitter domain group", "Table 1 F1 without it"):
     rows.append(row(claim, "see per-group F1 rows", "our families differ from the paper's"))
 if "hull" in snakemake.input.keys():
@@ -71,10 +105,15 @@ if "hull" in snakemake.input.keys():
     for r in pb[pb["group"] == "all"].itertuples():
         level = "family (task)" if r.level == "family" else r.level
         groups = ", ".join(sorted(set(pb[(pb["level"] == r.level) & (pb["group"] != "all")]["group"]))) or "one group"
-        rows.append(row(f"PB({names[r.a]} > {names[r.b]}), {level} level", f"{pct(r.pb)} [{pct(r.ci_low)}, {pct(r.ci_high)}]",
-                        instrument(r.targets.split()) + f"{r.pairs} pairs; mean loss {r.loss_a:.3f} vs {r.loss_b:.3f} (prior loss {r.prior_loss:.3f}); "
-                        f"accuracy {r.accuracy_a:.3f} vs {r.accuracy_b:.3f} (majority {r.majority_accuracy:.3f}); 95% bootstrap interval; groups: {groups}",
-                        PAPER_PB[(r.a, r.b)].get(r.level, "not reported")))
+        rows.append(
+            row(
+                f"PB({names[r.a]} > {names[r.b]}), {level} level",
+                f"{pct(r.pb)} [{pct(r.ci_low)}, {pct(r.ci_high)}]",
+                instrument(r.targets.split()) + f"{r.pairs} pairs; mean loss {r.loss_a:.3f} vs {r.loss_b:.3f} (prior loss {r.prior_loss:.3f}); "
+                f"accuracy {r.accuracy_a:.3f} vs {r.accuracy_b:.3f} (majority {r.majority_accuracy:.3f}); 95% bootstrap interval; groups: {groups}",
+                PAPER_PB[(r.a, r.b)].get(r.level, "not reported"),
+            )
+        )
 else:
     for claim in ("PB(In' > Ex), dataset / task / general", "PB(In' > In), dataset / task / general"):
         rows.append(row(claim, "not configured", "set hull in the config"))
@@ -93,25 +132,44 @@ if "edges" in snakemake.input.keys():
             last = way.index.max()
             ours.append(f"{kind}: " + ", ".join(f"at {d:.3g} radii {at(way, d)}" for d in ([1.0] if 1.0 in way.index and last != 1.0 else []) + [last]))
     first = edges.iloc[0]
-    rows.append(row("edges: loss from the centroid, random directions / toward the origin", "; ".join(ours),
-                    instrument(edges["target"]) + f"prior loss {edges.groupby('target')['prior_loss'].first().mean():.3f}; "
-                    f"majority accuracy {edges.groupby('target')['majority_accuracy'].first().mean():.3f}; 1 radius = {first['radius']:.3f} "
-                    f"= {first['radius'] / first['centroid_norm']:.4f} of the centroid's norm ({first['centroid_norm']:.1f}); the centroid lies "
-                    f"{first['centroid_distance_from_pretrained'] / first['radius']:.2f} radii from the pretrained model; mean over the region's datasets (and directions)",
-                    PAPER_EDGES))
+    rows.append(
+        row(
+            "edges: loss from the centroid, random directions / toward the origin",
+            "; ".join(ours),
+            instrument(edges["target"]) + f"prior loss {edges.groupby('target')['prior_loss'].first().mean():.3f}; "
+            f"majority accuracy {edges.groupby('target')['majority_accuracy'].first().mean():.3f}; 1 radius = {first['radius']:.3f} "
+            f"= {first['radius'] / first['centroid_norm']:.4f} of the centroid's norm ({first['centroid_norm']:.1f}); the centroid lies "
+            f"{first['centroid_distance_from_pretrained'] / first['radius']:.2f} radii from the pretrained model; mean over the region's datasets (and directions)",
+            PAPER_EDGES,
+        )
+    )
 bitfit = {r: read_json(snakemake.input[f"bitfit_{r}"]) for r in ("full", "few_shot") if f"bitfit_{r}" in snakemake.input.keys()}
 if bitfit:
     for r, b in bitfit.items():
         examples = sorted(set(b["train_examples"].values()))
         sizes = f"{examples[0]}" if len(examples) == 1 else f"{examples[0]}-{examples[-1]}"
-        note = (f"{len({x['seed'] for x in b['runs']})} seed(s); {sizes} training examples per dataset; counted over the {b['informative']} informative "
-                f"datasets ({b['uninformative']} uninformative: both starts at the majority class); win / tie / loss {b['wins']} / {b['ties']} / {b['losses']}")
-        rows.append(row(f"centroid >= pretrained (BitFit), {r.replace('_', '-')}", f"{b['at_least_as_good']} of {b['informative']} informative datasets", note,
-                        PAPER_BITFIT[r]["at_least"]))
+        note = (
+            f"{len({x['seed'] for x in b['runs']})} seed(s); {sizes} training examples per dataset; counted over the {b['informative']} informative "
+            f"datasets ({b['uninformative']} uninformative: both starts at the majority class); win / tie / loss {b['wins']} / {b['ties']} / {b['losses']}"
+        )
+        rows.append(
+            row(
+                f"centroid >= pretrained (BitFit), {r.replace('_', '-')}",
+                f"{b['at_least_as_good']} of {b['informative']} informative datasets",
+                note,
+                PAPER_BITFIT[r]["at_least"],
+            )
+        )
         gain = f"{b['mean_gain']:+.2f} points" if b["informative"] else "none: no informative dataset"
-        rows.append(row(f"centroid gain (BitFit), {r.replace('_', '-')}", gain,
-                        f"mean over informative datasets of the mean test-accuracy gain (over all {b['datasets']}: {b['mean_gain_all']:+.2f}); "
-                        "accuracies beside the majority class in the table", PAPER_BITFIT[r]["gain"]))
+        rows.append(
+            row(
+                f"centroid gain (BitFit), {r.replace('_', '-')}",
+                gain,
+                f"mean over informative datasets of the mean test-accuracy gain (over all {b['datasets']}: {b['mean_gain_all']:+.2f}); "
+                "accuracies beside the majority class in the table",
+                PAPER_BITFIT[r]["gain"],
+            )
+        )
 else:
     for claim in ("centroid >= pretrained (BitFit)", "centroid gain, full / few-shot"):
         rows.append(row(claim, "not configured", "set centroid in the config"))

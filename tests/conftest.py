@@ -178,3 +178,21 @@ def full_run(tiny_assets, tmp_path_factory) -> Path:
     config = write_config(work, tiny_assets["config"])
     check_run(snakemake(work, config), "tiny workflow")
     return work
+
+
+def toy_splits(n: int = 40, train: int = 24, dev: int = 8) -> dict:
+    """A tiny binary task in the tiny model's vocabulary: weather words, label = i % 2."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    words = [["sunny", "bright", "warm"], ["rainy", "grey", "cold"]]
+    df = pd.DataFrame([{"text": " ".join(rng.choice(words[i % 2], 3)), "label": i % 2} for i in range(n)])
+    cut = {"train": df.iloc[:train], "dev": df.iloc[train : train + dev], "test": df.iloc[train + dev :]}
+    return {k: v.reset_index(drop=True) for k, v in cut.items()}
+
+
+def saved_weights(folder: Path) -> dict:
+    """A model folder's model.safetensors, as tensors."""
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))

@@ -108,3 +108,26 @@ def test_package_dataset_needs_files(tiny_config_dict):
     tiny_config_dict["datasets"]["alpha"]["source"] = {"package": "x==1", "format": "csv"}
     with pytest.raises(ConfigError, match="datasets.alpha.source.files"):
         check(tiny_config_dict)
+
+
+def test_one_key_is_overridden_by_a_second_configfile_without_copying_the_config(tmp_path):
+    """README: `--configfile config.yaml mine.yaml` merges mine.yaml (one key) over the embedded
+    default; a single complete --configfile (a preset) replaces config.yaml instead."""
+    import re
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("zoo:\n  seeds: [0, 1]\n")
+
+    def finetunes(*configfiles):
+        cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n", "--configfile", *map(str, configfiles)]
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        return int(re.search(r"^finetune\s+(\d+)$", done.stdout, flags=re.M).group(1))
+
+    default = finetunes(REPO / "config.yaml")
+    two_seeds = finetunes(REPO / "config.yaml", mine)
+    assert two_seeds * 3 == default * 2  # the default has 3 seeds; everything else of config.yaml stays

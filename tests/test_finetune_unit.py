@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import saved_weights, toy_splits
 from weightspace.batches import collate, encode, epoch_order
 from weightspace.finetune import FinetuneConfig, TrainingDiverged, lr_multiplier, run_finetune, total_steps
 
@@ -49,21 +50,15 @@ def test_collate_pads_to_the_longest_in_batch(tiny_assets):
     assert batch["labels"].tolist() == [0, 1]
 
 
-def _splits(n=40):
-    rng = np.random.default_rng(0)
-    words = [["sunny", "bright", "warm"], ["rainy", "grey", "cold"]]
-    rows = [{"text": " ".join(rng.choice(words[i % 2], 3)), "label": i % 2} for i in range(n)]
-    df = pd.DataFrame(rows)
-    return {"train": df.iloc[:24].reset_index(drop=True), "dev": df.iloc[24:32].reset_index(drop=True), "test": df.iloc[32:].reset_index(drop=True)}
+def _splits():
+    return toy_splits(40, 24)
 
 
 CFG = FinetuneConfig(lr=1e-3, batch_size=4, epochs=3, max_steps=10, max_length=8, eval_every=3, patience=2, checkpoint_every=3)
 
 
 def _state_dict(folder):
-    from safetensors.torch import load_file
-
-    return load_file(str(folder / "model.safetensors"))
+    return saved_weights(folder)
 
 
 def test_same_seed_same_weights_other_seed_or_dataset_other_weights(tiny_assets, tmp_path):

@@ -8,10 +8,10 @@ import functools
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
+from conftest import saved_weights, toy_splits
 from weightspace import finetune
 from weightspace.batches import encode
 from weightspace.device import GPUMissing, resolve_device
@@ -23,21 +23,15 @@ class Killed(Exception):
     """Stands for SIGKILL right after a checkpoint (the subprocess tests do the real kill)."""
 
 
-def _splits(n=48):
-    rng = np.random.default_rng(0)
-    words = [["sunny", "bright", "warm"], ["rainy", "grey", "cold"]]
-    rows = [{"text": " ".join(rng.choice(words[i % 2], 3)), "label": i % 2} for i in range(n)]
-    df = pd.DataFrame(rows)
-    return {"train": df.iloc[:32].reset_index(drop=True), "dev": df.iloc[32:40].reset_index(drop=True), "test": df.iloc[40:].reset_index(drop=True)}
+def _splits():
+    return toy_splits(48, 32)
 
 
 CFG = FinetuneConfig(lr=1e-3, batch_size=4, epochs=3, max_steps=12, max_length=8, eval_every=3, patience=5, checkpoint_every=4)
 
 
 def _weights(folder):
-    from safetensors.torch import load_file
-
-    return load_file(str(folder / "model.safetensors"))
+    return saved_weights(folder)
 
 
 def _on(monkeypatch, dtype):
@@ -106,8 +100,9 @@ def test_a_gpu_promised_but_absent_fails_naming_the_cause(variable, tiny_assets,
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: nothing is missing")
     name, value = variable.split("=")
-    with pytest.raises(GPUMissing, match=rf"{name}={value} promises this job a GPU.*CPU-only build.*GPU install"):
+    with pytest.raises(GPUMissing, match=rf"{name}={value} promises this job a GPU.*CPU-only build.*GPU install.*WEIGHTSPACE_CPU_OK=1"):
         resolve_device("auto", {name: value})
+    assert resolve_device("auto", {name: value, "WEIGHTSPACE_CPU_OK": "1"}) == (torch.device("cpu"), None)  # on purpose
     monkeypatch.setenv(name, value)
     with pytest.raises(GPUMissing):
         run_finetune(tiny_assets["model"], _splits(), ["bad", "good"], tmp_path / "m", tmp_path / "s", "toy", 0, CFG, progress=False)

@@ -138,6 +138,9 @@ def test_workflow_runs_through_slurm(cluster, tiny_assets, tmp_path, capsys):
     ]
     env = {k: v for k, v in os.environ.items() if k != "WEIGHTSPACE_KILL_AFTER_STEP"}
     env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")
+    # The test cluster's GPU is a fake GRES device: CUDA_VISIBLE_DEVICES promises one, CPU torch
+    # sees none. Training on CPU is intended here (the jobs inherit this environment).
+    env["WEIGHTSPACE_CPU_OK"] = "1"
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     out = done.stdout + done.stderr
     jobs = [j for j in cluster.jobs() if j["id"] not in before]

@@ -28,6 +28,9 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 GPU_PROMISES = ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS_ON_NODE")
 
 
+CPU_OK_ENV = "WEIGHTSPACE_CPU_OK"
+
+
 def promised_gpu(environ: Mapping[str, str]) -> str | None:
     """`NAME=value` of the first variable that says this job has a GPU, or None."""
     for name in GPU_PROMISES:
@@ -50,7 +53,8 @@ def resolve_device(precision: str, environ: Mapping[str, str] | None = None) -> 
 
     `auto`: bf16 where the GPU has it natively, else fp16 (with the loss scaler), fp32 on CPU.
     Raises GPUMissing when the environment promises a GPU that torch does not see (a CPU build
-    of torch on a GPU node would otherwise train on CPU for days without a word)."""
+    of torch on a GPU node would otherwise train on CPU for days without a word), unless
+    WEIGHTSPACE_CPU_OK=1 says CPU is intended (e.g. a test cluster whose GPUs are fake)."""
     if precision != "auto" and precision not in PRECISIONS:
         raise ValueError(f"finetune.precision must be auto, fp32, bf16 or fp16, not {precision!r}")
     if torch.cuda.is_available():
@@ -60,8 +64,11 @@ def resolve_device(precision: str, environ: Mapping[str, str] | None = None) -> 
         if precision == "bf16" and not native_bf16():
             log.warning("precision bf16 asked for on %s, which emulates it (slow)", torch.cuda.get_device_name(device))
         return device, PRECISIONS[precision]
-    promise = promised_gpu(os.environ if environ is None else environ)
-    if promise is not None:
+    environ = os.environ if environ is None else environ
+    promise = promised_gpu(environ)
+    if promise is not None and environ.get(CPU_OK_ENV) == "1":
+        log.warning("%s promises a GPU that torch does not see; training on CPU as %s=1 asks", promise, CPU_OK_ENV)
+    elif promise is not None:
         cause = (
             "this torch is a CPU-only build"
             if torch.version.cuda is None
@@ -69,7 +76,7 @@ def resolve_device(precision: str, environ: Mapping[str, str] | None = None) -> 
         )
         raise GPUMissing(
             f"{promise} promises this job a GPU, but torch {torch.__version__} sees none: {cause}. "
-            "Install the CUDA build of torch (README, 'GPU install'), or unset the variable to train on CPU on purpose."
+            f"Install the CUDA build of torch (README, 'GPU install'), or set {CPU_OK_ENV}=1 to train on CPU on purpose."
         )
     if precision in ("bf16", "fp16"):
         log.warning("precision %s asked for but no CUDA GPU is present: training in fp32", precision)

@@ -28,6 +28,15 @@ OVERHEAD_MB = 1500
 HEADROOM = 1.2
 
 
+DEFAULT_CHUNK = 8
+
+
+def configured_chunk(config: Mapping[str, Any]) -> int:
+    """Points materialised at a time: the config's hull.chunk (read by every stage that scores
+    points, the paths too, also when no hull is configured), else DEFAULT_CHUNK."""
+    return int((config.get("hull") or {}).get("chunk") or DEFAULT_CHUNK)
+
+
 def points_memory_mb(body_parameters: int, chunk: int, loaded: int = 0) -> int:
     """Host memory (MB) a job needs to materialise `chunk` points at a time from bodies of
     `body_parameters` parameters, with `loaded` checkpoints held in memory; 20% headroom.

@@ -12,7 +12,7 @@ from weightspace.config import (
 )
 from weightspace import plan
 from weightspace.plan import main_datasets, model_id, seeds_of, zoo_members
-from weightspace.points import points_memory_mb
+from weightspace.points import configured_chunk, points_memory_mb
 from weightspace.provenance import git_state
 from weightspace.sources import check_hub_model, package_dirname
 from weightspace.weights import parameter_count

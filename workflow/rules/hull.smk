@@ -79,7 +79,7 @@ rule hull_set:
         "../../envs/finetune.yaml"
     threads: 1
     resources:
-        mem_mb=points_mem_mb(config["hull"]["chunk"]),
+        mem_mb=points_mem_mb(configured_chunk(config)),
         runtime=hull_set_runtime,
     params:
         group=lambda wildcards: HULL[(wildcards.level, wildcards.group)],
@@ -106,7 +106,7 @@ rule edges:
         "../../envs/finetune.yaml"
     threads: 1
     resources:
-        mem_mb=points_mem_mb(config["hull"]["chunk"]),
+        mem_mb=points_mem_mb(configured_chunk(config)),
         runtime=edges_runtime,
     params:
         region=lambda wildcards: plan.edge_region(config),

@@ -42,7 +42,7 @@ rule path:
         "../../envs/finetune.yaml"
     threads: 1
     resources:
-        mem_mb=points_mem_mb(config["hull"]["chunk"], loaded=2),
+        mem_mb=points_mem_mb(configured_chunk(config), loaded=2),
         runtime=lambda wildcards, attempt: 240 * attempt,
     params:
         pair=lambda wildcards: PAIRS[wildcards.pairset][int(wildcards.pair)],

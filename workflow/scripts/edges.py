@@ -12,7 +12,7 @@ from weightspace.hull import edge_points, region_radius
 from weightspace.logs import to_log_file
 from weightspace.loss import calibrated_strengths, extractor_for, probe_splits, score_points
 from weightspace.plan import model_id
-from weightspace.points import Point, materialize
+from weightspace.points import Point, configured_chunk, materialize
 from weightspace.weights import body_prefix, pretrained_body
 
 to_log_file(snakemake.log[0])
@@ -43,7 +43,7 @@ fixed = calibrated_strengths(snakemake.input.regularization if "regularization" 
 splits = probe_splits(region["targets"], loss, snakemake.input.data)
 extractor = extractor_for(snakemake.input.base, loss)
 table = score_points(
-    extractor, pretrained, prefix, points, splits, loss, fixed, chunk=snakemake.config["hull"]["chunk"], desc="edges", memory_mb=snakemake.resources.mem_mb
+    extractor, pretrained, prefix, points, splits, loss, fixed, chunk=configured_chunk(snakemake.config), desc="edges", memory_mb=snakemake.resources.mem_mb
 )
 table.insert(0, "distance", [placed[i][1] for i in table["point"]])
 table.insert(0, "kind", [placed[i][0] for i in table["point"]])

@@ -9,6 +9,7 @@ from weightspace.hull import set_points
 from weightspace.logs import to_log_file
 from weightspace.loss import calibrated_strengths, extractor_for, probe_splits, score_points
 from weightspace.plan import model_id
+from weightspace.points import configured_chunk
 from weightspace.weights import body_prefix, pretrained_body
 
 to_log_file(snakemake.log[0])
@@ -32,7 +33,7 @@ table = score_points(
     splits,
     loss,
     fixed,
-    chunk=snakemake.config["hull"]["chunk"],
+    chunk=configured_chunk(snakemake.config),
     desc=f"{job['key']}/{w.set}",
     memory_mb=snakemake.resources.mem_mb,
 )

@@ -7,6 +7,7 @@ from weightspace.logs import to_log_file
 from weightspace.loss import calibrated_strengths, extractor_for, probe_splits
 from weightspace.paths import evaluate_path
 from weightspace.plan import model_id
+from weightspace.points import configured_chunk
 from weightspace.weights import body_prefix, pretrained_body
 
 to_log_file(snakemake.log[0])
@@ -25,7 +26,7 @@ table = evaluate_path(
     splits,
     loss,
     fixed,
-    chunk=snakemake.config["hull"]["chunk"],
+    chunk=configured_chunk(snakemake.config),
     memory_mb=snakemake.resources.mem_mb,
 )
 (a, sa), (b, sb) = snakemake.params.pair

@@ -28,6 +28,14 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/functions/resources.smk"
+include: "workflow/rules/functions/data.smk"
+include: "workflow/rules/functions/summary.smk"
+include: "workflow/rules/functions/geometry.smk"
+include: "workflow/rules/functions/loss.smk"
+include: "workflow/rules/functions/paths.smk"
+include: "workflow/rules/functions/hull.smk"
+include: "workflow/rules/functions/centroid.smk"
 include: "workflow/rules/resources.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/finetune.smk"
@@ -38,22 +46,6 @@ include: "workflow/rules/loss.smk"
 include: "workflow/rules/paths.smk"
 include: "workflow/rules/hull.smk"
 include: "workflow/rules/centroid.smk"
-
-
-def all_targets():
-    """What `rule all` builds beyond the zoo: every configured stage's tables and figures."""
-    targets = (
-        [rules.summary.output.md, rules.calibration.output.csv]
-        + ([rules.plot_paths.output.fig3] if PAIRS else [])
-        + [f"results/figures/tsne_{g}.png" for g in config["geometry"]["groupings"]]
-        + ([rules.plot_hull.output.png] if HULL else [])
-        + ([rules.plot_edges.output.png] if EDGES else [])
-        + [f"results/tables/bitfit_{r}.csv" for r in BITFIT_REGIMES]
-        + [f"results/figures/bitfit_gain_{r}.png" for r in BITFIT_REGIMES]
-    )
-    if config["geometry"]["table1"]:
-        targets.append(rules.table1.output.csv)
-    return targets
 
 
 rule all:

@@ -11,7 +11,7 @@ from conftest import REPO, write_config
 
 
 def test_snakefmt_check():
-    files = [str(REPO / "Snakefile"), *map(str, sorted((REPO / "workflow/rules").glob("*.smk")))]
+    files = [str(REPO / "Snakefile"), *map(str, sorted((REPO / "workflow/rules").rglob("*.smk")))]
     done = subprocess.run([sys.executable, "-m", "snakefmt", "--check", *files], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 

@@ -1,15 +1,6 @@
 # Raw data -> de-duplicated, seeded, stratified train/dev/test splits (Parquet via HF datasets).
 
 
-def dataset_source_input(wildcards):
-    source = config["datasets"][wildcards.dataset]["source"]
-    if source.get("package"):
-        return {"package": package_folder(source["package"])}
-    if source.get("files"):
-        return {"files": [p.split("!")[0] for p in source["files"].values()]}
-    return {}
-
-
 localrules:
     prepare_data,
 

@@ -2,20 +2,6 @@
 # ranges, then reduce), spectral clustering and t-SNE per grouping, Fig. 2 and Table 1.
 
 
-def table1_input(key):
-    """Group scores of the grouping geometry.table1 names under `key` (none if no Table 1)."""
-    table1 = config["geometry"]["table1"] or {}
-    if not table1.get(key):
-        return []
-    return [f"results/geometry/clusters/{table1[key]}/group_scores.csv"]
-
-
-def gram_part_mem_mb():
-    """Memory of a Gram map job: models x chunk_size x (4 + 8) bytes, with headroom."""
-    block_mb = len(MEMBERS) * config["flatten"]["chunk_size"] * 12 / 1e6
-    return int(1000 + 2 * block_mb)
-
-
 rule gram_part:
     input:
         weights=model_folders("weights"),

@@ -3,69 +3,6 @@
 # aggregate them.
 
 
-HULL = plan.hull_groups(config)
-
-
-EDGES = bool((config.get("hull") or {}).get("edges"))
-
-
-def hull_set_job(wildcards):
-    """What one hull_set job scores (weightspace.plan.hull_set): its members, point count,
-    whether its points are random directions, In's members and the targets."""
-    spec = config["hull"]
-    return plan.hull_set(
-        HULL[(wildcards.level, wildcards.group)],
-        wildcards.set,
-        f"{wildcards.level}/{wildcards.group}",
-        spec["seed"],
-        spec["max_points"],
-    )
-
-
-def hull_set_inputs(wildcards):
-    job = hull_set_job(wildcards)
-    inputs = {
-        "models": model_folders("models", job["members"]),
-        "base": "resources/base_model",
-        "data": data_inputs(job["targets"]),
-        **regularization_inputs(job["targets"]),
-    }
-    if job["random"]:
-        # random directions rescaled to the mean task-vector norm of In
-        inputs["norms"] = rules.gram.output.norms
-    return inputs
-
-
-def hull_set_runtime(wildcards, attempt):
-    job = hull_set_job(wildcards)
-    return loss_runtime(job["count"] * len(job["targets"]), attempt)
-
-
-def edges_runtime(wildcards, attempt):
-    edges = config["hull"]["edges"]
-    points = 1 + len(edges["distances"]) * (edges["directions"] + 1)
-    return loss_runtime(points * len(plan.edge_region(config)["targets"]), attempt)
-
-
-def hull_tables():
-    return [
-        f"results/hull/{level}/{group}/{s}.parquet"
-        for level, group in HULL
-        for s in plan.SETS
-    ]
-
-
-def edges_inputs(wildcards):
-    region = plan.edge_region(config)
-    return {
-        "models": model_folders("models", region["members"]),
-        "base": "resources/base_model",
-        "data": data_inputs(region["targets"]),
-        "gram": rules.gram.output.gram,
-        **regularization_inputs(region["targets"]),
-    }
-
-
 rule hull_set:
     input:
         unpack(hull_set_inputs),

@@ -6,11 +6,6 @@
 # no loss stage uses them.
 
 
-def own_models(dataset):
-    """The zoo models finetuned on `dataset` (dataset, seed)."""
-    return [(dataset, s) for s in seeds_of(config, dataset)]
-
-
 rule calibrate:
     input:
         models=lambda wildcards: model_folders("models", own_models(wildcards.dataset)),

@@ -2,33 +2,6 @@
 # one job per pair evaluates the whole alpha grid on the pair set's target datasets.
 
 
-PAIRS = plan.pair_sets(config)
-
-
-def path_inputs(wildcards):
-    (a, sa), (b, sb) = PAIRS[wildcards.pairset][int(wildcards.pair)]
-    data = data_inputs(path_targets(wildcards.pairset))
-    return {
-        "a": model_folder((a, sa)),
-        "b": model_folder((b, sb)),
-        "base": "resources/base_model",
-        "data": data,
-        **regularization_inputs(path_targets(wildcards.pairset)),
-    }
-
-
-def path_targets(pairset):
-    return plan.path_targets(config, pairset)
-
-
-def path_tables():
-    return [
-        f"results/paths/{name}/pair{i}.parquet"
-        for name, pairs in PAIRS.items()
-        for i in range(len(pairs))
-    ]
-
-
 rule path:
     input:
         unpack(path_inputs),

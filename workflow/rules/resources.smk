@@ -2,20 +2,6 @@
 # Local rules: they need the network (a cluster's login node has it).
 
 
-def base_model_input(wildcards):
-    base = config["base_model"]
-    if base.get("package"):
-        return {"package": package_folder(base["package"])}
-    if base.get("local"):
-        # Every file of the folder, so that a changed local model reruns what depends on it.
-        return {
-            "files": sorted(
-                str(p) for p in Path(base["local"]).iterdir() if p.is_file()
-            )
-        }
-    return {}
-
-
 localrules:
     fetch_package,
     base_model,

@@ -1,28 +1,6 @@
 # Tables and figures about the zoo: how well each finetune learned its dataset.
 
 
-def summary_inputs(wildcards):
-    """The zoo table and every dataset's info.json (majority-class baselines)."""
-    return {
-        "zoo": rules.zoo.output.table,
-        "info": [f"results/data/{d}/info.json" for d in config["zoo"]["datasets"]],
-    }
-
-
-def summary_extra_inputs(wildcards):
-    """Later stages' statistics that results/summary.md reports when they are configured."""
-    extra = {"calibration": rules.calibration.output.csv}
-    if PAIRS:
-        extra["paths"] = "results/paths/path_stats.json"
-    if HULL:
-        extra["hull"] = "results/tables/probability_of_better.csv"
-    if EDGES:
-        extra["edges"] = "results/hull/edges.parquet"
-    for r in BITFIT_REGIMES:
-        extra[f"bitfit_{r}"] = f"results/tables/bitfit_{r}.json"
-    return extra
-
-
 localrules:
     finetune_summary,
     plot_finetune_accuracy,

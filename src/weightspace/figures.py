@@ -31,22 +31,18 @@ def pyplot(style: str) -> tuple[Any, Any]:
     return plt, sns
 
 
+def say_failing(ax: Any, message: str) -> None:
+    """Say in the panel, in red at its top left, that the instrument fails its reference."""
+    ax.text(0.02, 0.98, message, transform=ax.transAxes, va="top", ha="left", fontsize=6, color="firebrick")
+
+
 def draw_prior(ax: Any, prior: float, reference: float | None = None, what: str = "models", colour: str = "0.25", xmin: float = 0.0, xmax: float = 1.0) -> None:
     """The prior predictor's loss as a dotted horizontal line (labelled for the legend). When
     `reference` (the loss of the trained models the figure starts from) is not below it, the
     panel says plainly that the probe, not the model, is measured."""
     ax.axhline(prior, xmin=xmin, xmax=xmax, color=colour, linestyle=":", linewidth=1.0, label="prior predictor")
     if reference is not None and not reference < prior:
-        ax.text(
-            0.02,
-            0.98,
-            f"instrument fails its reference:\n{what} not below the prior loss",
-            transform=ax.transAxes,
-            va="top",
-            ha="left",
-            fontsize=6,
-            color="firebrick",
-        )
+        say_failing(ax, f"instrument fails its reference:\n{what} not below the prior loss")
 
 
 def plot_finetune_accuracy(zoo: pd.DataFrame, majority: Mapping[str, float], style: str = "whitegrid", palette: str = "colorblind"):
@@ -206,16 +202,7 @@ def plot_hull(table: pd.DataFrame, stats: Sequence[Mapping[str, Any]], style: st
         prior = sub.groupby("group")["prior_loss"].first()
         failing = [g for g in groups if not in_loss.get(g, -np.inf) < prior[g]]
         if failing:
-            ax.text(
-                0.02,
-                0.98,
-                f"In's mean loss not below the prior loss\n({', '.join(failing)}): the probe may be what is measured",
-                transform=ax.transAxes,
-                va="top",
-                ha="left",
-                fontsize=6,
-                color="firebrick",
-            )
+            say_failing(ax, f"In's mean loss not below the prior loss\n({', '.join(failing)}): the probe may be what is measured")
         pb = {(s["a"], s["b"]): s["pb"] for s in stats if s["level"] == level and s["group"] == "all"}
         text = "  ".join(f"PB({SET_LABELS[a]}>{SET_LABELS[b]})={pb[(a, b)]:.0%}" for a, b in COMPARISONS if (a, b) in pb)
         ax.set_title(f"{level} level (dotted: prior loss {', '.join(f'{p:.2f}' for p in prior[groups])})\n{text}", fontsize=7)

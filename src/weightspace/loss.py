@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .points import DEFAULT_CHUNK
+
 
 def subsample(df: pd.DataFrame, cap: int | None, key: str) -> pd.DataFrame:
     """A seeded stratified subsample of at most `cap` rows (the probe's caps)."""
@@ -271,7 +273,7 @@ def score_points(
     spec: Mapping[str, Any],
     fixed: Mapping[str, float] | None = None,
     loaded: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
-    chunk: int = 8,
+    chunk: int = DEFAULT_CHUNK,
     progress: bool = True,
     desc: str = "points",
     memory_mb: float | None = None,

@@ -13,6 +13,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .points import DEFAULT_CHUNK
+
 
 def evaluate_path(
     extractor: Any,
@@ -25,7 +27,7 @@ def evaluate_path(
     spec: Mapping[str, Any],
     fixed: Mapping[str, float] | None = None,
     progress: bool = True,
-    chunk: int = 8,
+    chunk: int = DEFAULT_CHUNK,
     memory_mb: float | None = None,
 ) -> pd.DataFrame:
     """Generalized loss and accuracy at every alpha on every target, beside the target's prior

@@ -6,7 +6,7 @@ through `snakemake.params`/`snakemake.input` and never derive them again); confi
 asks it too. It imports nothing of the workflow and knows no file layout: a member is a
 (dataset, seed) pair, and the rules turn members into folders.
 
-- the zoo: `seeds_of`, `zoo_members`, `main_datasets`, `model_id`, `size_variant`;
+- the zoo: `seeds_of`, `members`, `zoo_members`, `main_datasets`, `model_id`, `size_variant`;
 - paths (methods.md §5): `PAIRSETS`, `path_alphas`, `pair_sets`, `path_targets`;
 - the hull (methods.md §6-7): `general_datasets`, `family_datasets`, `hull_groups`,
   `set_models`, `set_size`, `hull_set`, `edge_region`;
@@ -35,7 +35,7 @@ def seeds_of(config: Mapping[str, Any], name: str) -> list[int]:
 
 def zoo_members(config: Mapping[str, Any]) -> list[Member]:
     """(dataset, seed) for every model the config asks to finetune, in a stable order."""
-    return [(name, seed) for name in config["zoo"]["datasets"] for seed in seeds_of(config, name)]
+    return members(config, config["zoo"]["datasets"])
 
 
 def main_datasets(config: Mapping[str, Any]) -> list[str]:
@@ -53,7 +53,8 @@ def size_variant(dataset: str, size: int) -> str:
     return f"{dataset}_n{size}"
 
 
-def _members(config: Mapping[str, Any], datasets: Sequence[str]) -> list[Member]:
+def members(config: Mapping[str, Any], datasets: Sequence[str]) -> list[Member]:
+    """The zoo models finetuned on `datasets`: (dataset, seed) for each of their seeds, in order."""
     return [(d, s) for d in datasets for s in seeds_of(config, d)]
 
 
@@ -159,15 +160,15 @@ def hull_groups(config: Mapping[str, Any]) -> dict[tuple[str, str], dict[str, An
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for d in (levels.get("dataset") or {}).get("groups", []):
         others = [o for o in general if o != d]
-        out[("dataset", d)] = {"in": _members(config, [d]), "ex": _members(config, others), "targets": [d]}
+        out[("dataset", d)] = {"in": members(config, [d]), "ex": members(config, others), "targets": [d]}
     family = levels.get("family") or {}
     for f in family.get("groups", []):
         inside = family_datasets(config, f)
         outside = [o for o in main_datasets(config) if o not in inside]
         scored = [d for d in inside if d not in (family.get("exclude") or [])]
-        out[("family", f)] = {"in": _members(config, inside), "ex": _members(config, outside), "targets": scored}
+        out[("family", f)] = {"in": members(config, inside), "ex": members(config, outside), "targets": scored}
     if levels.get("general") is not None:
-        out[("general", "general")] = {"in": _members(config, general), "ex": None, "targets": general}
+        out[("general", "general")] = {"in": members(config, general), "ex": None, "targets": general}
     return out
 
 
@@ -217,7 +218,7 @@ def edge_region(config: Mapping[str, Any]) -> dict[str, Any]:
         datasets = family_datasets(config, region)
         exclude = ((config["hull"]["levels"].get("family") or {}).get("exclude")) or []
         scored = [d for d in datasets if d not in exclude]
-    return {"region": region, "members": _members(config, datasets), "targets": scored}
+    return {"region": region, "members": members(config, datasets), "targets": scored}
 
 
 # --- the centroid -----------------------------------------------------------------------------

@@ -8,7 +8,9 @@
 
 rule calibrate:
     input:
-        models=lambda wildcards: model_folders("models", own_models(wildcards.dataset)),
+        models=lambda wildcards: model_folders(
+            "models", plan.members(config, [wildcards.dataset])
+        ),
         base="resources/base_model",
         data=lambda wildcards: data_inputs([wildcards.dataset]),
     output:
@@ -27,7 +29,9 @@ rule calibrate:
         ),
     params:
         loss=config["loss"],
-        models=lambda wildcards: [model_id(*m) for m in own_models(wildcards.dataset)],
+        models=lambda wildcards: [
+            model_id(*m) for m in plan.members(config, [wildcards.dataset])
+        ],
     script:
         "../scripts/calibrate.py"
 

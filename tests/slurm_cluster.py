@@ -2,7 +2,7 @@
 
 Debian's SLURM + munge packages (installed when missing, needs root and the Debian archive),
 one node with 2 CPUs and one GRES `gpu` (File=/dev/null: jobs can request --gpus=1 on a
-machine without GPUs), no accounting (job states come from squeue; finished jobs stay visible
+machine without GPUs) in two partitions, `cpu` (the default) and `gpu`, as on a real cluster, no accounting (job states come from squeue; finished jobs stay visible
 for an hour, MinJobAge). The daemons are started in the foreground as children of this process
 and stopped by exactly those PIDs. slurm.conf must live at /etc/slurm/slurm.conf (the jobstep
 executor strips SLURM_CONF from its inner srun); an existing file there is restored on stop.
@@ -21,7 +21,7 @@ PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
 BINARIES = ["/usr/sbin/slurmctld", "/usr/sbin/slurmd", "/usr/sbin/munged", "/usr/bin/sbatch", "/usr/bin/squeue"]
 CONF = Path("/etc/slurm/slurm.conf")
 GRES = Path("/etc/slurm/gres.conf")
-PARTITION = "testpart"
+CPU_PARTITION, GPU_PARTITION = "cpu", "gpu"
 
 
 class SlurmUnavailable(RuntimeError):
@@ -88,7 +88,8 @@ SlurmdLogFile={s}/log/slurmd.log
 SlurmdParameters=config_overrides
 GresTypes=gpu
 NodeName={self.host} NodeAddr=127.0.0.1 CPUs=2 RealMemory=64000 Gres=gpu:1 State=UNKNOWN
-PartitionName={PARTITION} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+PartitionName={CPU_PARTITION} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+PartitionName={GPU_PARTITION} Nodes=ALL MaxTime=INFINITE State=UP
 """,
         )
         self._write_conf(GRES, f"NodeName={self.host} Name=gpu Count=1 File=/dev/null\n")
@@ -125,10 +126,18 @@ PartitionName={PARTITION} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
         raise SlurmUnavailable(f"{what} did not come up within {timeout} s; logs in {self.scratch / 'log'}")
 
     def jobs(self) -> list[dict[str, str]]:
-        """Every job SLURM still knows (finished ones included): id, name, state, comment, memory."""
-        out = subprocess.run(["squeue", "--states=all", "-h", "-o", "%i|%j|%T|%k|%m"], capture_output=True, text=True, check=True).stdout
-        keys = ("id", "name", "state", "comment", "memory")
-        return [dict(zip(keys, line.split("|"))) for line in out.splitlines() if line.strip()]
+        """Every job SLURM still knows (finished ones included): id, name, state, comment, memory,
+        partition and GPU request (`gres`: the job's TresPerJob, e.g. gres:gpu:1; empty for none)."""
+        out = subprocess.run(["squeue", "--states=all", "-h", "-o", "%i|%j|%T|%k|%m|%P"], capture_output=True, text=True, check=True).stdout
+        keys = ("id", "name", "state", "comment", "memory", "partition")
+        jobs = [dict(zip(keys, line.split("|"))) for line in out.splitlines() if line.strip()]
+        shown = subprocess.run(["scontrol", "-o", "show", "job"], capture_output=True, text=True, check=True).stdout
+        tres = {}
+        for line in shown.splitlines():
+            fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+            if "JobId" in fields:
+                tres[fields["JobId"]] = fields.get("TresPerJob", "")
+        return [{**j, "gres": tres.get(j["id"], "")} for j in jobs]
 
     def stop(self) -> list[int]:
         """Stop exactly the daemons this object started (slurmd, slurmctld, munged); restore configs."""

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -26,9 +27,10 @@ except ConfigError as e:
     raise WorkflowError(f"invalid config: {e}") from None
 
 
-def unreplaced_placeholders(settings):
-    """Profile resources still holding a REPLACE_WITH_... placeholder, as the keys to edit
-    (a resource's `raw` is the value as the profile wrote it)."""
+def unreplaced_placeholders(settings, partition_file=None):
+    """Profile resources, and partitions of the SLURM partition file, still holding a
+    REPLACE_WITH_... placeholder, as the keys to edit (a resource's `raw` is the value as the
+    profile wrote it)."""
 
     def unset(value):
         return "REPLACE_WITH_" in str(getattr(value, "raw", value))
@@ -44,18 +46,42 @@ def unreplaced_placeholders(settings):
             for key, value in resources.items()
             if unset(value)
         ]
+    if partition_file is not None:
+        import yaml
+
+        partitions = (yaml.safe_load(Path(partition_file).read_text()) or {}).get(
+            "partitions"
+        ) or {}
+        found += [
+            f"the partition name {name} in {partition_file}"
+            for name in partitions
+            if unset(name)
+        ]
     return found
+
+
+def partition_file(executor_settings):
+    """The SLURM plugin's partition file (its --slurm-partition-config, or the
+    SNAKEMAKE_SLURM_PARTITIONS variable), None under other executors."""
+    path = getattr(executor_settings, "partition_config", None) or (
+        os.environ.get("SNAKEMAKE_SLURM_PARTITIONS")
+        if hasattr(executor_settings, "partition_config")
+        else None
+    )
+    return path or None
 
 
 onstart:
     # Before any job (a download included) runs: a profile placeholder left in place would
     # only fail at the first sbatch, after the downloads.
-    placeholders = unreplaced_placeholders(workflow.resource_settings)
+    placeholders = unreplaced_placeholders(
+        workflow.resource_settings, partition_file(workflow.executor_settings)
+    )
     if placeholders:
         raise WorkflowError(
             "the profile still has placeholders: edit "
             + "; ".join(placeholders)
-            + " in profiles/slurm/config.yaml (your partitions and account)"
+            + " (your account and partitions; profiles/slurm)"
         )
     # Only when jobs are about to run (not in a dry run, which stays offline).
     if config["base_model"].get("hub"):
@@ -145,6 +171,14 @@ def points_mem_mb(chunk, loaded=0):
         return points_memory_mb(parameter_count(input.base), chunk, loaded) * attempt
 
     return mem_mb
+
+
+def gpus(rule):
+    """The GPUs a job of `rule` asks for (1 when the config's `gpu_rules` lists it, else 0):
+    the experiment says which of its model passes need a GPU. The SLURM profile routes by this
+    request alone (profiles/slurm/partitions.yaml): a job asking for a GPU goes to the GPU
+    partition, every other one to the CPU partition."""
+    return int(rule in config["gpu_rules"])
 
 
 def loss_runtime(evaluations, attempt):

@@ -23,6 +23,7 @@ rule calibrate:
         "../../envs/finetune.yaml"
     threads: 1
     resources:
+        gpu=gpus("calibrate"),
         mem_mb=points_mem_mb(1),
         runtime=lambda wildcards, attempt: loss_runtime(
             len(seeds_of(config, wildcards.dataset)), attempt
@@ -54,6 +55,7 @@ rule calibration:
             labels={"table": "calibration"},
         ),
         md="results/loss/calibration.md",
+        md_provenance="results/loss/calibration.md.provenance.json",
         provenance="results/loss/calibration.csv.provenance.json",
     log:
         "results/logs/calibration.log",

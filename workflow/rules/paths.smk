@@ -15,6 +15,7 @@ rule path:
         "../../envs/finetune.yaml"
     threads: 1
     resources:
+        gpu=gpus("path"),
         mem_mb=points_mem_mb(configured_chunk(config), loaded=2),
         runtime=lambda wildcards, attempt: 240 * attempt,
     params:
@@ -56,6 +57,7 @@ rule plot_paths:
             labels={"figure": "Fig. 3"},
         ),
         fig3_svg="results/figures/fig3_interpolation.svg",
+        fig3_svg_provenance="results/figures/fig3_interpolation.svg.provenance.json",
         fig3_provenance="results/figures/fig3_interpolation.png.provenance.json",
         fig5=report(
             "results/figures/fig5_extrapolation.png",
@@ -64,6 +66,7 @@ rule plot_paths:
             labels={"figure": "Fig. 5"},
         ),
         fig5_svg="results/figures/fig5_extrapolation.svg",
+        fig5_svg_provenance="results/figures/fig5_extrapolation.svg.provenance.json",
         fig5_provenance="results/figures/fig5_extrapolation.png.provenance.json",
         per_dataset=report(
             "results/figures/paths_per_dataset.png",
@@ -72,6 +75,7 @@ rule plot_paths:
             labels={"figure": "Fig. 10/12/13"},
         ),
         per_dataset_svg="results/figures/paths_per_dataset.svg",
+        per_dataset_svg_provenance="results/figures/paths_per_dataset.svg.provenance.json",
         per_dataset_provenance="results/figures/paths_per_dataset.png.provenance.json",
     log:
         "results/logs/plot_paths.log",

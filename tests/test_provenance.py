@@ -34,3 +34,18 @@ def test_verify_detects_a_changed_input_and_lineage_reports_it(tmp_path):
     assert print_lineage(out, buf, check=True) == 1
     assert "made by rule some_rule" in buf.getvalue() and "differs" in buf.getvalue()
     assert json.loads((tmp_path / "table.csv.provenance.json").read_text())["git_commit"] is None  # not a git checkout
+
+
+def test_a_datasets_source_is_recorded_by_archive_hash_or_hub_commit(tmp_path):
+    from weightspace.sources import source_record
+
+    archive = tmp_path / "pkg-1.0-py3-none-any.whl"
+    archive.write_bytes(b"PK archive bytes")
+    rec = source_record({"package": "pkg==1.0", "files": {"all": "pkg/data.csv"}}, archive)
+    assert rec == {"files": {"all": "pkg/data.csv"}, "package": "pkg==1.0", "archive": str(archive), "archive_sha256": sha256_file(archive)}
+    local = tmp_path / "data.csv"
+    local.write_text("text,label\na,b\n")
+    assert source_record({"files": {"all": str(local)}, "format": "csv"}, None)["files_sha256"] == {"all": sha256_file(local)}
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    hub = source_record({"hub": "nyu-mll/glue", "name": "sst2", "revision": commit, "splits": {"train": "train"}}, None)
+    assert hub["resolved_revision"] == commit and hub["hub"] == "nyu-mll/glue"  # a pinned commit resolves to itself, offline

@@ -239,17 +239,47 @@ def test_every_table_and_figure_has_verifiable_provenance(full_run):
     assert "results/zoo.parquet" in [r["path"] for r in figure["inputs"]]
 
 
-def test_lineage_command_prints_back_to_the_finetunes(full_run):
+def test_every_figure_and_table_file_has_provenance(full_run):
+    """PNG and SVG, CSV and Markdown: every file under results/figures and results/tables has
+    its own record naming it, with its own sha256."""
+    from weightspace.io import sha256_file
+
+    files = [p for d in ("results/figures", "results/tables") for p in sorted((full_run / d).iterdir()) if not p.name.endswith(".provenance.json")]
+    assert {p.suffix for p in files} == {".png", ".svg", ".csv", ".md"}
+    for p in files:
+        record = json.loads(Path(f"{p}.provenance.json").read_text())
+        assert record["output"] == str(p.relative_to(full_run)) and record["output_sha256"] == sha256_file(p)
+
+
+def test_lineage_command_prints_back_to_the_data_from_anywhere(full_run, tmp_path):
+    """From outside the run (and the repository), a figure's SVG: its lineage reaches the
+    finetunes, their data splits and the data's source archive; --verify re-hashes all of it
+    and catches a changed split."""
     import subprocess
     import sys
 
-    done = subprocess.run(
-        [sys.executable, "-m", "weightspace.lineage", "results/figures/finetune_accuracy.png", "--verify"], cwd=full_run, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr
-    assert "made by rule plot_finetune_accuracy" in done.stdout and "made by rule zoo" in done.stdout
-    assert "alpha-s0: dataset alpha, seed 0" in done.stdout and "lr=0.001" in done.stdout
-    assert "files match" in done.stdout
+    figure = full_run / "results/figures/finetune_accuracy.svg"
+    cmd = [sys.executable, "-m", "weightspace.lineage", str(figure), "--verify"]
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    out = done.stdout
+    assert "made by rule plot_finetune_accuracy" in out and "made by rule zoo" in out
+    assert "alpha-s0: dataset alpha, seed 0" in out and "lr=0.001" in out
+    assert "files match" in out
+    assert "alpha-s0: train results/data/alpha/train.parquet sha256" in out and "(match)" in out
+    assert re.search(r"alpha: local files .*\(match\)|alpha: package .*\(match\)", out), out[-2000:]
+    # a depth of 0: the figure's own record only, the data still reached
+    shallow = subprocess.run(cmd + ["--depth", "0"], cwd=tmp_path, capture_output=True, text=True)
+    assert shallow.returncode == 0 and "made by rule zoo" not in shallow.stdout and "results/data/alpha/train.parquet" in shallow.stdout
+    split = full_run / "results/data/alpha/train.parquet"
+    original = split.read_bytes()
+    try:
+        split.write_bytes(original + b"\0")
+        changed = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+    finally:
+        split.write_bytes(original)
+    assert changed.returncode == 1
+    assert "results/data/alpha/train.parquet: sha256 differs from the recorded one" in changed.stdout
 
 
 def test_report_shows_the_git_commit(full_run, tmp_path):

@@ -302,6 +302,7 @@ def run_finetune(
     threads: int = 1,
     progress: bool = True,
     purpose: str = "finetune",
+    data_files: Mapping[str, str | Path] | None = None,
 ) -> dict[str, Any]:
     """Finetune the base model on one dataset with one seed; write the model folder.
 
@@ -310,7 +311,9 @@ def run_finetune(
     draw their own head initialisation and data order.
 
     `out_dir` receives model.safetensors, config.json, the tokenizer files and metrics.json,
-    all at once (atomic rename). Returns the metrics.
+    all at once (atomic rename). Returns the metrics. `data_files` (split -> the file it was
+    read from) are recorded in metrics.json with their sha256: the model's lineage down to the
+    data.
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -341,7 +344,10 @@ def run_finetune(
     started = time.perf_counter()
     state, device, amp = train(model, data["train"], data["dev"], cfg, derived, pad_id, state_dir, run_id, progress)
     eval_batch = max(cfg.batch_size // cfg.grad_accum, 64)
-    dev = evaluate(model, data["dev"], eval_batch, pad_id, device, amp)
+    # The model holds the best step's weights, whose dev evaluation is in the history (the
+    # same evaluation of the same weights: reused, not recomputed)
+    best = next((h for h in state.history if h["step"] == state.best_step), None)
+    dev = {"loss": best["dev_loss"], "accuracy": best["dev_accuracy"]} if best is not None else evaluate(model, data["dev"], eval_batch, pad_id, device, amp)
     test = evaluate(model, data["test"], eval_batch, pad_id, device, amp)
     metrics = {
         "dataset": dataset,
@@ -368,6 +374,7 @@ def run_finetune(
         "history": state.history,
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "start": str(base_model),
+        "data": {split: {"path": str(f), "sha256": sha256_file(f)} for split, f in (data_files or {}).items()},
         "finetune": asdict(cfg),
         "torch": torch.__version__,
     }

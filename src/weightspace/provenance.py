@@ -132,28 +132,47 @@ def write_provenance(
     return record
 
 
-def write_job_provenance(job: Any, output: str | Path, zoo_rows: Sequence[Mapping[str, Any]] | None = None, path: str | Path | None = None) -> dict[str, Any]:
+def write_job_provenance(
+    job: Any,
+    output: str | Path,
+    zoo_rows: Sequence[Mapping[str, Any]] | None = None,
+    path: str | Path | None = None,
+    twins: Sequence[str | Path] = (),
+) -> dict[str, Any]:
     """The provenance of a rule's `output`, from the job's `snakemake` object: every input file
     it was given, its params (the config values it depends on), its rule, the workflow's
     commit and the whole config's hash. `zoo_rows`: the zoo models that fed it (default: every
     row of its `zoo` input, none without one). Written to `path`, default its `provenance`
-    output."""
+    output. `twins`: the same content in another format (a figure's SVG, a table's Markdown):
+    each gets the same record, naming itself, in `<twin>.provenance.json`."""
     from .zoo import read_zoo
 
     if zoo_rows is None:
         zoo_rows = read_zoo(job.input.zoo).to_pylist() if "zoo" in job.input.keys() else []
-    return write_provenance(output, job.rule, list(job.input), dict(job.params), Path(job.scriptdir), zoo_rows, path or job.output.provenance, job.config)
+    record = write_provenance(output, job.rule, list(job.input), dict(job.params), Path(job.scriptdir), zoo_rows, path or job.output.provenance, job.config)
+    for twin in twins:
+        write_json(sidecar(twin), {**record, "output": str(twin), "output_sha256": sha256_file(twin), "twin_of": str(output)})
+    return record
 
 
-def verify(provenance: Mapping[str, Any]) -> list[str]:
-    """Files named in a provenance record whose content no longer matches; [] if all match."""
+def verify(provenance: Mapping[str, Any], root: str | Path | None = None, progress: bool = False) -> list[str]:
+    """Files named in a provenance record whose content no longer matches; [] if all match.
+    Relative paths are read under `root` (the run's folder; default: the current one).
+    `progress`: a bar of bytes hashed on stderr (large inputs take a while)."""
+    from tqdm.auto import tqdm
+
+    base = Path(root) if root is not None else Path()
+    recs = [r for r in [{"path": provenance["output"], "sha256": provenance["output_sha256"]}, *provenance["inputs"]] if r["sha256"] is not None]
     problems = []
-    for rec in [{"path": provenance["output"], "sha256": provenance["output_sha256"]}, *provenance["inputs"]]:
-        p = Path(rec["path"])
-        if rec["sha256"] is None:
-            continue
+    bar = tqdm(
+        total=sum(int(r.get("bytes") or 0) for r in recs), unit="B", unit_scale=True, desc=f"verify {provenance['output']}", disable=not progress, leave=False
+    )
+    for rec in recs:
+        p = base / rec["path"]
         if not p.is_file():
-            problems.append(f"{p}: missing")
+            problems.append(f"{rec['path']}: missing")
         elif sha256_file(p) != rec["sha256"]:
-            problems.append(f"{p}: sha256 differs from the recorded one")
+            problems.append(f"{rec['path']}: sha256 differs from the recorded one")
+        bar.update(int(rec.get("bytes") or 0))
+    bar.close()
     return problems

@@ -52,6 +52,41 @@ def archive_of(folder: str | Path) -> Path:
     return found[0]
 
 
+def resolved_hub_revision(repo: str, revision: str | None) -> str | None:
+    """The commit a hub dataset's `revision` (a commit, a branch such as main or
+    refs/convert/parquet, or None: main) resolves to now; None when the hub cannot be asked."""
+    if revision is not None and re.fullmatch(r"[0-9a-f]{40}", revision):
+        return revision
+    try:
+        from huggingface_hub import HfApi
+
+        return HfApi().dataset_info(repo, revision=revision, timeout=10).sha
+    except Exception:  # offline, or the hub refuses: recorded as unknown, not guessed
+        return None
+
+
+def source_record(entry_source: dict, archive: Path | None) -> dict:
+    """Where a dataset's raw data came from, for its provenance: a package archive by name,
+    path and sha256 (and the files read from it), or a hub dataset by repository, config,
+    requested revision and the commit that revision resolved to."""
+    from .io import sha256_file
+
+    if entry_source.get("hub"):
+        return {
+            "hub": entry_source["hub"],
+            "name": entry_source.get("name"),
+            "revision": entry_source.get("revision"),
+            "resolved_revision": resolved_hub_revision(entry_source["hub"], entry_source.get("revision")),
+            "splits": dict(entry_source.get("splits") or {}),
+        }
+    out: dict = {"files": dict(entry_source.get("files") or {})}
+    if archive is not None:
+        out.update({"package": entry_source.get("package"), "archive": str(archive), "archive_sha256": sha256_file(archive)})
+    else:  # local files
+        out["files_sha256"] = {part: sha256_file(f) for part, f in out["files"].items() if Path(f).is_file()}
+    return out
+
+
 def _open_archive(data: bytes | Path) -> zipfile.ZipFile | tarfile.TarFile:
     if isinstance(data, Path):
         return zipfile.ZipFile(data) if zipfile.is_zipfile(data) else tarfile.open(data, mode="r:*")

@@ -35,7 +35,7 @@ rule bitfit:
         "../../envs/finetune.yaml"
     threads: 1
     resources:
-        gpu=1,
+        gpu=gpus("bitfit"),
         mem_mb=lambda wildcards, attempt: 16000 * attempt,
         runtime=lambda wildcards, attempt: 240 * attempt,
     params:
@@ -70,6 +70,7 @@ rule bitfit_table:
             },
         ),
         md="results/tables/bitfit_{regime}.md",
+        md_provenance="results/tables/bitfit_{regime}.md.provenance.json",
         json="results/tables/bitfit_{regime}.json",
         provenance="results/tables/bitfit_{regime}.csv.provenance.json",
     log:
@@ -94,6 +95,7 @@ rule plot_bitfit_gain:
             },
         ),
         svg="results/figures/bitfit_gain_{regime}.svg",
+        svg_provenance="results/figures/bitfit_gain_{regime}.svg.provenance.json",
         provenance="results/figures/bitfit_gain_{regime}.png.provenance.json",
     log:
         "results/logs/plot_bitfit_gain_{regime}.log",

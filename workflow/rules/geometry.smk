@@ -82,6 +82,7 @@ rule plot_tsne:
             labels={"grouping": "{grouping}"},
         ),
         svg="results/figures/tsne_{grouping}.svg",
+        svg_provenance="results/figures/tsne_{grouping}.svg.provenance.json",
         provenance="results/figures/tsne_{grouping}.png.provenance.json",
     log:
         "results/logs/plot_tsne/{grouping}.log",
@@ -107,6 +108,7 @@ rule table1:
             labels={"table": "Table 1"},
         ),
         md="results/tables/table1_f1.md",
+        md_provenance="results/tables/table1_f1.md.provenance.json",
         provenance="results/tables/table1_f1.csv.provenance.json",
     log:
         "results/logs/table1.log",

@@ -12,10 +12,13 @@ rule hull_set:
         "results/logs/hull/{level}/{group}/{set}.log",
     benchmark:
         "results/benchmarks/hull/{level}/{group}/{set}.tsv"
+    # long jobs first once ready (a long job started last is the run's tail)
+    priority: 5
     conda:
         "../../envs/finetune.yaml"
     threads: 1
     resources:
+        gpu=gpus("hull_set"),
         mem_mb=points_mem_mb(configured_chunk(config)),
         runtime=hull_set_runtime,
     params:
@@ -39,10 +42,13 @@ rule edges:
         "results/logs/hull/edges.log",
     benchmark:
         "results/benchmarks/hull/edges.tsv"
+    # long jobs first once ready (a long job started last is the run's tail)
+    priority: 10
     conda:
         "../../envs/finetune.yaml"
     threads: 1
     resources:
+        gpu=gpus("edges"),
         mem_mb=points_mem_mb(configured_chunk(config)),
         runtime=edges_runtime,
     params:
@@ -72,6 +78,7 @@ rule hull_stats:
             labels={"table": "probability of better"},
         ),
         md="results/tables/probability_of_better.md",
+        md_provenance="results/tables/probability_of_better.md.provenance.json",
         provenance="results/tables/probability_of_better.csv.provenance.json",
     log:
         "results/logs/hull_stats.log",
@@ -97,6 +104,7 @@ rule plot_hull:
             labels={"figure": "Fig. 4"},
         ),
         svg="results/figures/fig4_hull.svg",
+        svg_provenance="results/figures/fig4_hull.svg.provenance.json",
         provenance="results/figures/fig4_hull.png.provenance.json",
     log:
         "results/logs/plot_hull.log",
@@ -120,6 +128,7 @@ rule plot_edges:
             labels={"figure": "Fig. 11"},
         ),
         svg="results/figures/fig11_edges.svg",
+        svg_provenance="results/figures/fig11_edges.svg.provenance.json",
         provenance="results/figures/fig11_edges.png.provenance.json",
     log:
         "results/logs/plot_edges.log",

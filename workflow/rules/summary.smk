@@ -18,6 +18,7 @@ rule finetune_summary:
             labels={"table": "finetune summary"},
         ),
         md="results/tables/finetune_summary.md",
+        md_provenance="results/tables/finetune_summary.md.provenance.json",
         provenance="results/tables/finetune_summary.csv.provenance.json",
     log:
         "results/logs/finetune_summary.log",
@@ -40,6 +41,7 @@ rule plot_finetune_accuracy:
             labels={"figure": "test accuracy per dataset"},
         ),
         svg="results/figures/finetune_accuracy.svg",
+        svg_provenance="results/figures/finetune_accuracy.svg.provenance.json",
         provenance="results/figures/finetune_accuracy.png.provenance.json",
     log:
         "results/logs/plot_finetune_accuracy.log",

@@ -33,5 +33,6 @@ metrics = run_finetune(
     cfg=cfg,
     threads=snakemake.threads,
     purpose=f"bitfit-{w.regime}",
+    data_files={s: snakemake.input[s] for s in ("train", "dev", "test")},
 )
 logging.info("done: %d steps, test accuracy %.4f, %d trainable parameters", metrics["steps"], metrics["test_accuracy"], metrics["trainable_parameters"])

@@ -15,4 +15,4 @@ targets = [read_json(path) for path in snakemake.input.targets]
 table = pd.DataFrame([r for t in targets for r in t["models"]], columns=targets[0]["columns"])
 table.to_csv(snakemake.output.csv, index=False, float_format="%.6f")
 Path(snakemake.output.md).write_text(to_markdown(table.drop(columns=["converged"]), ".3f"))
-write_job_provenance(snakemake, snakemake.output.csv)
+write_job_provenance(snakemake, snakemake.output.csv, twins=[snakemake.output.md])

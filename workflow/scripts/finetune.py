@@ -21,6 +21,7 @@ metrics = run_finetune(
     seed=int(snakemake.wildcards.seed),
     cfg=cfg,
     threads=snakemake.threads,
+    data_files={s: snakemake.input[s] for s in ("train", "dev", "test")},
 )
 logging.info(
     "done: %d steps, dev loss %.4f, test accuracy %.4f, %.1f examples/s",

@@ -14,4 +14,4 @@ table = pd.concat([pd.read_parquet(p) for p in snakemake.input.tables], ignore_i
 stats = pd.DataFrame(hull_statistics(table, snakemake.params.bootstrap, snakemake.params.seed))
 stats.to_csv(snakemake.output.csv, index=False, float_format="%.4f")
 Path(snakemake.output.md).write_text(to_markdown(stats, ".3f"))
-write_job_provenance(snakemake, snakemake.output.csv)
+write_job_provenance(snakemake, snakemake.output.csv, twins=[snakemake.output.md])

@@ -11,4 +11,4 @@ settings = snakemake.params.figures
 title = {"full": "Fig. 6: gain from the centroid start (full data)", "few_shot": "Fig. 14: gain from the centroid start (few-shot)"}[snakemake.wildcards.regime]
 table = pd.read_csv(snakemake.input.table)
 save_figure(plot_gains(table, title, settings["style"], settings["palette"]), snakemake.output.png, snakemake.output.svg, settings["dpi"])
-write_job_provenance(snakemake, snakemake.output.png)
+write_job_provenance(snakemake, snakemake.output.png, twins=[snakemake.output.svg])

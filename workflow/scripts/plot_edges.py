@@ -10,4 +10,4 @@ to_log_file(snakemake.log[0])
 settings = snakemake.params.figures
 table = pd.read_parquet(snakemake.input.table)
 save_figure(plot_edges(table, settings["style"], settings["palette"]), snakemake.output.png, snakemake.output.svg, settings["dpi"])
-write_job_provenance(snakemake, snakemake.output.png)
+write_job_provenance(snakemake, snakemake.output.png, twins=[snakemake.output.svg])

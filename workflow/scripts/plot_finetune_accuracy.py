@@ -10,4 +10,4 @@ settings = snakemake.params.figures
 zoo = read_zoo(snakemake.input.zoo).to_pandas()
 fig = plot_finetune_accuracy(zoo, majority_accuracy(snakemake.input.info), settings["style"], settings["palette"])
 save_figure(fig, snakemake.output.png, snakemake.output.svg, settings["dpi"])
-write_job_provenance(snakemake, snakemake.output.png, zoo.to_dict("records"))
+write_job_provenance(snakemake, snakemake.output.png, zoo.to_dict("records"), twins=[snakemake.output.svg])

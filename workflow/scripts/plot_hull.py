@@ -11,4 +11,4 @@ settings = snakemake.params.figures
 table = pd.concat([pd.read_parquet(p) for p in snakemake.input.tables], ignore_index=True)
 stats = pd.read_csv(snakemake.input.stats).to_dict("records")
 save_figure(plot_hull(table, stats, settings["style"], settings["palette"]), snakemake.output.png, snakemake.output.svg, settings["dpi"])
-write_job_provenance(snakemake, snakemake.output.png)
+write_job_provenance(snakemake, snakemake.output.png, twins=[snakemake.output.svg])

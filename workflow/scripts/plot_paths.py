@@ -19,4 +19,4 @@ for fig, png, svg, prov in (
     (plot_paths_per_dataset(table, settings["style"], settings["palette"]), o.per_dataset, o.per_dataset_svg, o.per_dataset_provenance),
 ):
     save_figure(fig, png, svg, settings["dpi"])
-    write_job_provenance(snakemake, png, used, prov)
+    write_job_provenance(snakemake, png, used, prov, twins=[svg])

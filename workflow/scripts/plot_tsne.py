@@ -17,4 +17,4 @@ fig = plot_tsne(assignments, title, settings["style"], settings["palette"])
 save_figure(fig, snakemake.output.png, snakemake.output.svg, settings["dpi"])
 zoo = read_zoo(snakemake.input.zoo).to_pandas()
 used = zoo[zoo["model_id"].isin(assignments["model_id"])]
-write_job_provenance(snakemake, snakemake.output.png, used.to_dict("records"))
+write_job_provenance(snakemake, snakemake.output.png, used.to_dict("records"), twins=[snakemake.output.svg])

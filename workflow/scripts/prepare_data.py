@@ -3,9 +3,9 @@
 import logging
 
 from weightspace.data import load_raw, make_splits, save_split
-from weightspace.io import write_json
+from weightspace.io import sha256_file, write_json
 from weightspace.logs import to_log_file
-from weightspace.sources import archive_of
+from weightspace.sources import archive_of, source_record
 
 to_log_file(snakemake.log[0])
 name = snakemake.wildcards.dataset
@@ -21,6 +21,10 @@ info = {
     "label_counts": {s: getattr(splits, s)["label"].value_counts().sort_index().to_dict() for s in ("train", "dev", "test")},
     "cleaning": splits.stats,
     "settings": snakemake.params.settings,
+    # provenance down to the data: the source (archive and its sha256, or the hub commit) and
+    # the sha256 of every split written from it
+    "source": source_record(entry["source"], archive),
+    "splits_sha256": {s: sha256_file(snakemake.output[s]) for s in ("train", "dev", "test")},
 }
 write_json(snakemake.output.info, info)
 logging.info("%s: %s", name, splits.stats["sizes"])

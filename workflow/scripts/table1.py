@@ -23,4 +23,4 @@ table = pd.DataFrame(
 )
 table.to_csv(snakemake.output.csv, index=False, float_format="%.4f")
 Path(snakemake.output.md).write_text(to_markdown(table, ".2f"))
-write_job_provenance(snakemake, snakemake.output.csv)
+write_job_provenance(snakemake, snakemake.output.csv, twins=[snakemake.output.md])

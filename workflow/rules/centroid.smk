@@ -72,6 +72,7 @@ rule bitfit_table:
         md="results/tables/bitfit_{regime}.md",
         md_provenance="results/tables/bitfit_{regime}.md.provenance.json",
         json="results/tables/bitfit_{regime}.json",
+        json_provenance="results/tables/bitfit_{regime}.json.provenance.json",
         provenance="results/tables/bitfit_{regime}.csv.provenance.json",
     log:
         "results/logs/bitfit_table_{regime}.log",

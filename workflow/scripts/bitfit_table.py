@@ -23,4 +23,4 @@ table.to_csv(snakemake.output.csv, index=False, float_format="%.4f")
 title = {"full": "Table 2: BitFit, full training data", "few_shot": "Table 3: BitFit, few-shot"}[regime]
 Path(snakemake.output.md).write_text(table_markdown(table, summary, title))
 write_json(snakemake.output.json, {**summary, "regime": regime, "train_examples": runs.groupby("dataset")["train_examples"].max().to_dict(), "runs": rows})
-write_job_provenance(snakemake, snakemake.output.csv, twins=[snakemake.output.md])
+write_job_provenance(snakemake, snakemake.output.csv, twins=[snakemake.output.md, snakemake.output.json])

@@ -20,8 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from .io import sha256_file
-from .provenance import sidecar, verify
+from .provenance import file_problem, sidecar, verify
 
 
 def load(path: str | Path) -> dict[str, Any]:
@@ -42,18 +41,6 @@ def run_folder(path: str | Path, record: dict[str, Any]) -> Path:
     return Path(*path.parts[:-parts])
 
 
-def _check(root: Path, rel: str, sha256: str | None) -> str | None:
-    """A problem with one recorded file, or None."""
-    p = root / rel
-    if sha256 is None:
-        return None
-    if not p.is_file():
-        return f"{rel}: missing"
-    if sha256_file(p) != sha256:
-        return f"{rel}: sha256 differs from the recorded one"
-    return None
-
-
 def print_data_lineage(root: Path, models: list[dict[str, Any]], out: TextIO, indent: str, check: bool) -> int:
     """Each zoo model's data splits and each dataset's source, verified when `check`."""
     bad, sources = 0, {}
@@ -65,7 +52,7 @@ def print_data_lineage(root: Path, models: list[dict[str, Any]], out: TextIO, in
             out.write(f"{indent}    {m['model_id']}: no data record (a model finetuned before data provenance)\n")
             continue
         line = ", ".join(f"{split} {rec['path']} sha256 {rec['sha256'][:12]}" for split, rec in data.items())
-        problems = [p for rec in data.values() if check for p in [_check(root, rec["path"], rec["sha256"])] if p]
+        problems = [p for rec in data.values() if check for p in [file_problem(root, rec["path"], rec["sha256"])] if p]
         bad += len(problems)
         out.write(f"{indent}    {m['model_id']}: {line}" + (f" -- {'; '.join(problems)}" if problems else " (match)" if check else "") + "\n")
         for rec in data.values():
@@ -88,11 +75,14 @@ def print_data_lineage(root: Path, models: list[dict[str, Any]], out: TextIO, in
         problems = []
         if check:
             problems += [
-                p for split, h in (info.get("splits_sha256") or {}).items() for p in [_check(root, str(Path(info_path).parent / f"{split}.parquet"), h)] if p
+                p
+                for split, h in (info.get("splits_sha256") or {}).items()
+                for p in [file_problem(root, str(Path(info_path).parent / f"{split}.parquet"), h)]
+                if p
             ]
             if src.get("archive"):
-                problems += [p for p in [_check(root, src["archive"], src["archive_sha256"])] if p]
-            problems += [p for f, h in (src.get("files_sha256") or {}).items() for p in [_check(root, src["files"][f], h)] if p]
+                problems += [p for p in [file_problem(root, src["archive"], src["archive_sha256"])] if p]
+            problems += [p for f, h in (src.get("files_sha256") or {}).items() for p in [file_problem(root, src["files"][f], h)] if p]
         bad += len(problems)
         out.write(f"{indent}    {info.get('dataset')}: {what}" + (f" -- {'; '.join(problems)}" if problems else " (match)" if check else "") + "\n")
     return bad

@@ -155,6 +155,19 @@ def write_job_provenance(
     return record
 
 
+def file_problem(root: str | Path, path: str, sha256: str | None) -> str | None:
+    """What is wrong with one recorded file (`path` under `root`): missing, or its content no
+    longer has the recorded sha256; None when it matches or nothing was recorded."""
+    if sha256 is None:
+        return None
+    p = Path(root) / path
+    if not p.is_file():
+        return f"{path}: missing"
+    if sha256_file(p) != sha256:
+        return f"{path}: sha256 differs from the recorded one"
+    return None
+
+
 def verify(provenance: Mapping[str, Any], root: str | Path | None = None, progress: bool = False) -> list[str]:
     """Files named in a provenance record whose content no longer matches; [] if all match.
     Relative paths are read under `root` (the run's folder; default: the current one).
@@ -168,11 +181,9 @@ def verify(provenance: Mapping[str, Any], root: str | Path | None = None, progre
         total=sum(int(r.get("bytes") or 0) for r in recs), unit="B", unit_scale=True, desc=f"verify {provenance['output']}", disable=not progress, leave=False
     )
     for rec in recs:
-        p = base / rec["path"]
-        if not p.is_file():
-            problems.append(f"{rec['path']}: missing")
-        elif sha256_file(p) != rec["sha256"]:
-            problems.append(f"{rec['path']}: sha256 differs from the recorded one")
+        problem = file_problem(base, rec["path"], rec["sha256"])
+        if problem:
+            problems.append(problem)
         bar.update(int(rec.get("bytes") or 0))
     bar.close()
     return problems

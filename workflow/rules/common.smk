@@ -63,12 +63,11 @@ def unreplaced_placeholders(settings, partition_file=None):
 def partition_file(executor_settings):
     """The SLURM plugin's partition file (its --slurm-partition-config, or the
     SNAKEMAKE_SLURM_PARTITIONS variable), None under other executors."""
-    path = getattr(executor_settings, "partition_config", None) or (
-        os.environ.get("SNAKEMAKE_SLURM_PARTITIONS")
-        if hasattr(executor_settings, "partition_config")
-        else None
-    )
-    return path or None
+    if not hasattr(executor_settings, "partition_config"):
+        return None
+    return executor_settings.partition_config or os.environ.get(
+        "SNAKEMAKE_SLURM_PARTITIONS"
+    ) or None
 
 
 onstart:

@@ -65,9 +65,11 @@ def partition_file(executor_settings):
     SNAKEMAKE_SLURM_PARTITIONS variable), None under other executors."""
     if not hasattr(executor_settings, "partition_config"):
         return None
-    return executor_settings.partition_config or os.environ.get(
-        "SNAKEMAKE_SLURM_PARTITIONS"
-    ) or None
+    return (
+        executor_settings.partition_config
+        or os.environ.get("SNAKEMAKE_SLURM_PARTITIONS")
+        or None
+    )
 
 
 onstart:

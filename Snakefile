@@ -35,6 +35,7 @@ include: "workflow/rules/functions/geometry.smk"
 include: "workflow/rules/functions/paths.smk"
 include: "workflow/rules/functions/hull.smk"
 include: "workflow/rules/functions/centroid.smk"
+include: "workflow/rules/functions/formation.smk"
 include: "workflow/rules/resources.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/finetune.smk"
@@ -45,6 +46,7 @@ include: "workflow/rules/loss.smk"
 include: "workflow/rules/paths.smk"
 include: "workflow/rules/hull.smk"
 include: "workflow/rules/centroid.smk"
+include: "workflow/rules/formation.smk"
 
 
 rule all:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -79,3 +81,80 @@ def test_divergence_names_dataset_seed_and_step(tiny_assets, tmp_path):
     with pytest.raises(TrainingDiverged, match=r"dataset 'toy' seed 3: training loss .* at step 1"):
         run_finetune(tiny_assets["model"], _splits(), ["bad", "good"], tmp_path / "m", tmp_path / "s", "toy", 3, cfg, progress=False)
     assert not (tmp_path / "m").exists()
+
+
+# Snapshots (region formation): every 3 steps a resume checkpoint; snapshots at 2, 5 and 10.
+SNAPSHOT_CFG = FinetuneConfig(lr=1e-3, batch_size=4, epochs=3, max_steps=10, max_length=8, eval_every=3, patience=10, checkpoint_every=3, snapshots=(2, 5, 10))
+
+
+def _finetune_process(model, out, state, kill_after: int | None = None):
+    """run_finetune in its own process (the kill switch SIGKILLs the process)."""
+    import dataclasses
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from conftest import toy_splits;"
+        "from weightspace.finetune import FinetuneConfig, run_finetune;"
+        f"cfg = FinetuneConfig(**{dataclasses.asdict(SNAPSHOT_CFG)!r});"
+        f"run_finetune({str(model)!r}, toy_splits(), ['bad', 'good'], {str(out)!r}, {str(state)!r}, 'toy', 0, cfg, progress=False)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "WEIGHTSPACE_KILL_AFTER_STEP"}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
+    if kill_after is not None:
+        env["WEIGHTSPACE_KILL_AFTER_STEP"] = str(kill_after)
+    return subprocess.run([sys.executable, "-c", code, str(REPO / "tests")], env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_a_finetune_killed_between_snapshots_resumes_to_the_same_snapshot_and_model_bytes(tiny_assets, tmp_path):
+    from weightspace.finetune import snapshot_path
+    from weightspace.integrity import verify_checkpoint
+
+    whole = _finetune_process(tiny_assets["model"], tmp_path / "whole", tmp_path / "state-whole")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    killed = _finetune_process(tiny_assets["model"], tmp_path / "resumed", tmp_path / "state", kill_after=6)
+    assert killed.returncode == -9, killed.stderr[-3000:]  # SIGKILL right after the step-6 checkpoint
+    assert not (tmp_path / "resumed").exists()
+    kept = sorted(p.name for p in (tmp_path / "state" / "snapshots").iterdir() if p.name.startswith("step"))
+    assert kept == ["step2", "step5"]  # killed between the snapshots at steps 5 and 10
+    resumed = _finetune_process(tiny_assets["model"], tmp_path / "resumed", tmp_path / "state")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    files = ["model.safetensors"] + [f"snapshots/step{k}/{f}" for k in (2, 5, 10) for f in ("model.safetensors", "checksums.json", "snapshot.json")]
+    for f in files:
+        assert (tmp_path / "whole" / f).read_bytes() == (tmp_path / "resumed" / f).read_bytes(), f
+    metrics = json.loads((tmp_path / "resumed" / "metrics.json").read_text())
+    assert metrics["snapshots"] == [{"step": k, "trained_steps": k} for k in (2, 5, 10)]
+    assert [a["from_step"] for a in metrics["attempts"]] == [0, 6]
+    weights = [saved_weights(snapshot_path(tmp_path / "whole", k)) for k in (2, 5, 10)]
+    for a, b in zip(weights, weights[1:]):  # real snapshots: training moved the weights between them
+        assert not torch.equal(a["classifier.weight"], b["classifier.weight"])
+    for k in (2, 5, 10):
+        verify_checkpoint(snapshot_path(tmp_path / "resumed", k))  # checksums hold
+    assert not (tmp_path / "state").exists()
+
+
+def test_a_snapshot_past_the_end_of_training_holds_the_last_weights_and_says_so(tiny_assets, tmp_path):
+    from weightspace.finetune import snapshot_path
+
+    cfg = FinetuneConfig(lr=1e-3, batch_size=4, epochs=1, max_length=8, eval_every=3, checkpoint_every=3, snapshots=(3, 50))
+    metrics = run_finetune(tiny_assets["model"], _splits(), ["bad", "good"], tmp_path / "m", tmp_path / "s", "toy", 0, cfg, progress=False)
+    assert metrics["steps"] == 6  # one epoch of 24 examples
+    assert metrics["snapshots"] == [{"step": 3, "trained_steps": 3}, {"step": 50, "trained_steps": 6}]
+    assert (snapshot_path(tmp_path / "m", 50) / "model.safetensors").is_file()
+
+
+def test_a_finetuned_folder_records_its_body_prefix_as_transformers_names_it(tiny_assets, tmp_path):
+    import shutil
+
+    from weightspace.weights import body_prefix
+
+    run_finetune(tiny_assets["model"], _splits(), ["bad", "good"], tmp_path / "m", tmp_path / "s", "toy", 0, CFG, progress=False)
+    (tmp_path / "bare").mkdir()
+    shutil.copy(tmp_path / "m" / "config.json", tmp_path / "bare" / "config.json")  # no metrics.json: transformers answers
+    assert body_prefix(tmp_path / "m") == body_prefix(tmp_path / "bare") == "bert"

@@ -27,6 +27,7 @@ def _expected_jobs(config) -> dict[str, int]:
     centroid = config.get("centroid")
     regimes = [r for r in plan.REGIMES if r == "full" or centroid["few_shot"] is not None] if centroid else []
     targets = plan.centroid_targets(config) if centroid else []
+    steps = config["finetune"].get("snapshots", [])
     return {
         "finetune": len(members),
         "flatten": len(members),
@@ -36,10 +37,14 @@ def _expected_jobs(config) -> dict[str, int]:
         "edges": int(bool((config.get("hull") or {}).get("edges"))),
         "centroid": len(targets),
         "bitfit": len(regimes) * len(targets) * len(plan.STARTS) * (len(centroid["seeds"]) if centroid else 0),
+        "flatten_snapshot": len(members) * len(steps),
+        "formation_gram": len(steps),
+        "formation_settling": len(members) if steps else 0,
+        "formation_loss": len(plan.main_datasets(config)) if steps else 0,
     }
 
 
-@pytest.mark.parametrize("configfile", ["config.yaml", "presets/paper.yaml"])
+@pytest.mark.parametrize("configfile", ["config.yaml", "presets/paper.yaml", "presets/formation.yaml"])
 def test_the_plan_counts_the_jobs_the_dry_run_schedules(configfile, tmp_path):
     config = _validated(REPO / configfile)
     done = snakemake(tmp_path, REPO / configfile, "-n")

@@ -158,6 +158,9 @@ BAD_CONFIGS = [
     (lambda c: c["loss"].update(l2=1.0), "loss.l2"),  # the fixed penalty became a cross-validated grid
     (lambda c: c["loss"].update(choose="per_model"), "loss.choose"),
     (lambda c: c["geometry"]["groupings"]["family"].update(groups=["weather", "sports"]), "geometry.groupings.family.groups"),
+    (lambda c: c["finetune"].update(snapshots=[4, 40]), "finetune.snapshots"),  # past max_steps (12)
+    (lambda c: c["finetune"].update(snapshots={"log_spaced": 1}), "finetune.snapshots"),
+    (lambda c: c["datasets"]["alpha"].update(finetune={"snapshots": [2]}), "datasets.alpha.finetune.snapshots"),
 ]
 
 

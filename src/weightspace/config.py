@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 import jsonschema
 import yaml
 
-from .plan import centroid_members, centroid_targets, main_datasets, seeds_of, size_variant
+from .plan import centroid_members, centroid_targets, main_datasets, seeds_of, size_variant, snapshot_steps
 
 DATASET_OVERRIDES = ("test_fraction", "dev_fraction", "max_train", "max_dev", "max_test")
 
@@ -162,6 +162,7 @@ def _check_references(config: dict) -> None:
         if name not in registry:
             raise ConfigError(f"zoo.datasets.{i}", f"{name!r} is not in the dataset registry (`datasets:`); known: {', '.join(sorted(registry))}")
 
+    _check_snapshots(config)
     _check_geometry(config)
     _check_paths(config)
     _check_hull(config)
@@ -313,6 +314,27 @@ def _check_hull(config: dict) -> None:
         datasets = general if region == "general" else families[region]
         if sum(len(seeds_of(config, d)) for d in datasets) < 2:
             raise ConfigError("hull.edges.region", f"{region!r} has fewer than two models: no centroid distance")
+
+
+def _check_snapshots(config: dict) -> None:
+    """finetune.snapshots resolved to its list of steps (empty: none), in the global block only:
+    every model of the formation analysis is snapshotted at the same steps."""
+    for name, entry in config["datasets"].items():
+        if "snapshots" in entry.get("finetune", {}):
+            raise ConfigError(f"datasets.{name}.finetune.snapshots", "snapshots are set once for every model, in the global finetune block")
+    if "snapshots" in (config.get("centroid") or {}).get("finetune", {}):
+        raise ConfigError("centroid.finetune.snapshots", "BitFit runs keep no snapshots; set them in the global finetune block")
+    ft = config["finetune"]
+    try:
+        steps = snapshot_steps(ft.get("snapshots"), ft.get("max_steps"))
+    except ValueError as e:
+        raise ConfigError("finetune.snapshots", str(e)) from None
+    if ft.get("max_steps") and steps and steps[-1] > ft["max_steps"]:
+        raise ConfigError("finetune.snapshots", f"step {steps[-1]} is past finetune.max_steps ({ft['max_steps']})")
+    # absent when there are none: a config without snapshots plans exactly as before
+    ft.pop("snapshots", None)
+    if steps:
+        ft["snapshots"] = steps
 
 
 def _check_centroid(config: dict) -> None:

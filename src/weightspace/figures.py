@@ -245,3 +245,69 @@ def plot_edges(table: pd.DataFrame, style: str = "whitegrid", palette: str = "co
     ax.legend(frameon=False, fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def plot_formation(geometry: pd.DataFrame, style: str = "whitegrid", palette: str = "colorblind"):
+    """Region formation: one panel per grouping, x = snapshot step (log). Clustering accuracy
+    (majority rule and one-to-one) with the one-to-one chance level (p95 of permuted labels,
+    dotted), and on the right axis the within/between cosine ratio (1 = no region)."""
+    plt, sns = pyplot(style)
+    names = list(dict.fromkeys(geometry["grouping"]))
+    colours = sns.color_palette(palette, 3)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        g = geometry[geometry["grouping"] == name].sort_values("step")
+        ax.plot(g["step"], g["accuracy_hungarian"], marker="o", color=colours[0], label="one-to-one accuracy")
+        ax.plot(g["step"], g["accuracy_majority"], marker=".", linestyle="--", color=colours[0], alpha=0.6, label="majority-rule accuracy")
+        ax.plot(g["step"], g["chance_hungarian"], linestyle=":", color="0.3", label="one-to-one chance (p95)")
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1.05)
+        ax.set_xlabel("finetuning step")
+        ax.set_ylabel("clustering accuracy")
+        ax.set_title(f"{name} ({int(g['groups'].iloc[0])} groups, {int(g['models'].iloc[0])} models)", fontsize=9)
+        right = ax.twinx()
+        right.plot(g["step"], g["within_between_ratio"], marker="s", markersize=3, color=colours[1], label="cosine within / between")
+        right.axhline(1.0, color=colours[1], linewidth=0.6, linestyle=":")
+        right.set_ylabel("within / between cosine", color=colours[1])
+        right.grid(False)
+        if not g["clusters"].any():
+            say_failing(ax, "never clusters: accuracy not above chance\nwith models closer within than between")
+    lines, labels = axes[0][0].get_legend_handles_labels()
+    twin_lines, twin_labels = fig.axes[-1].get_legend_handles_labels()
+    fig.legend(lines + twin_lines, labels + twin_labels, loc="lower center", ncol=4, frameon=False, fontsize=7, bbox_to_anchor=(0.5, -0.04))
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def plot_settling(models: pd.DataFrame, style: str = "whitegrid", palette: str = "colorblind"):
+    """Direction settling and the instrument along training, x = snapshot step (log). Left: each
+    model's cosine between its task vector at the step and at its last step (one line per
+    model, colour = dataset). Right: the generalized loss of each dataset's snapshots on their
+    own dataset (mean over seeds, band = min-max), the prior predictor's loss dotted."""
+    plt, sns = pyplot(style)
+    order = list(dict.fromkeys(models["dataset"]))
+    colours = dict(zip(order, sns.color_palette(palette, len(order))))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8.4, 3.3))
+    for model, g in models.groupby("model_id", sort=False):
+        g = g.sort_values("step")
+        left.plot(g["step"], g["cosine_to_last"], color=colours[g["dataset"].iloc[0]], alpha=0.8, linewidth=1)
+    for d in order:
+        g = models[models["dataset"] == d].groupby("step")
+        stats = g["loss"].agg(["mean", "min", "max"]).reset_index()
+        right.plot(stats["step"], stats["mean"], marker="o", markersize=3, color=colours[d], label=d)
+        right.fill_between(stats["step"], stats["min"], stats["max"], color=colours[d], alpha=0.15, linewidth=0)
+        right.axhline(g["prior_loss"].first().iloc[0], color=colours[d], linestyle=":", linewidth=1)
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_xlabel("finetuning step")
+    left.set_ylabel("cosine(task vector at step, at last step)")
+    left.set_ylim(min(0.0, float(models["cosine_to_last"].min())) - 0.02, 1.02)
+    left.set_title("direction settling", fontsize=9)
+    right.set_ylabel("generalized loss on own dataset")
+    right.set_title("the instrument along training (dotted: prior predictor)", fontsize=9)
+    right.legend(frameon=False, fontsize=7)
+    last = models[models["step"] == models["step"].max()]
+    if not (last["loss"] < last["prior_loss"]).all():
+        say_failing(right, "instrument fails its reference:\nsome models' last snapshots not below the prior loss")
+    fig.tight_layout()
+    return fig

@@ -74,11 +74,15 @@ class FinetuneConfig:
     max_loss: float | None = None
     precision: str = "auto"
     trainable: str = "all"  # "bitfit": the body's bias terms and the head only
+    snapshots: tuple[int, ...] = ()  # steps after which the weights are also kept (snapshot_path)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "FinetuneConfig":
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        given = {k: v for k, v in values.items() if k in known}
+        if "snapshots" in given:
+            given["snapshots"] = tuple(sorted({int(s) for s in given["snapshots"] or ()}))
+        return cls(**given)
 
     def digest(self) -> str:
         """What a resume state must match: every setting that changes the training, not those
@@ -156,6 +160,29 @@ def _maybe_kill(step: int) -> None:
     at = os.environ.get(KILL_AFTER_STEP_ENV)
     if at is not None and step >= int(at):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+SNAPSHOTS = "snapshots"  # in a model folder (and in the resume state while training)
+
+
+def snapshot_path(model_folder: str | Path, step: int) -> Path:
+    """The folder of a finetune's snapshot at `step`: model.safetensors (the whole state dict
+    after `step` optimiser steps), checksums.json and snapshot.json (step, trained_steps)."""
+    return Path(model_folder) / SNAPSHOTS / f"step{int(step)}"
+
+
+def save_snapshot(state_dir: Path, step: int, trained_steps: int, model: torch.nn.Module) -> None:
+    """Write one snapshot atomically into the resume state, with its checksum. The bytes
+    depend only on the weights, so a resumed run that passes `step` again writes the same file.
+    `trained_steps` < `step` when training ended (early stop, epochs) before `step`: the
+    weights are then those it ended with."""
+    from safetensors.torch import save_file
+
+    with atomic_path(snapshot_path(state_dir, step)) as tmp:
+        tmp.mkdir()
+        save_file(cpu_state(model), str(tmp / "model.safetensors"))
+        write_json(tmp / "checksums.json", {"model.safetensors": sha256_file(tmp / "model.safetensors")})
+        write_json(tmp / "snapshot.json", {"step": int(step), "trained_steps": int(trained_steps)})
 
 
 def train(
@@ -251,6 +278,8 @@ def train(
         state.step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.4f}", refresh=False)
+        if state.step in cfg.snapshots:
+            save_snapshot(state_dir, state.step, state.step, model)
 
         if state.step % eval_every == 0 or state.step == total:
             dev = evaluate(model, dev_data, max(cfg.batch_size // cfg.grad_accum, 64), pad_id, device, amp)
@@ -272,9 +301,19 @@ def train(
             last_checkpoint = time.monotonic()
             _maybe_kill(state.step)
     bar.close()
+    for step in cfg.snapshots:
+        if step > state.step:  # never reached: training ended first (logged in snapshot.json)
+            save_snapshot(state_dir, step, state.step, model)
     if best is not None and state.best_step != state.step:
         model.load_state_dict(best)
     return state, device, amp
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def after_out_of_memory(cfg: FinetuneConfig, state_dir: Path) -> FinetuneConfig:
@@ -373,12 +412,17 @@ def run_finetune(
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "history": state.history,
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "body_prefix": model.base_model_prefix,
         "start": str(base_model),
         "data": {split: {"path": str(f), "sha256": sha256_file(f)} for split, f in (data_files or {}).items()},
         "finetune": asdict(cfg),
         "torch": torch.__version__,
     }
+    snapshots = [json.loads((snapshot_path(state_dir, k) / "snapshot.json").read_text()) for k in cfg.snapshots]
+    metrics["snapshots"] = snapshots
     with atomic_path(out_dir) as tmp:
+        for k in cfg.snapshots:  # hard links: the resume state keeps its copy until the end
+            shutil.copytree(snapshot_path(state_dir, k), snapshot_path(tmp, k), copy_function=_link_or_copy)
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / "metrics.json", metrics)

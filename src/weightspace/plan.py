@@ -63,6 +63,20 @@ def members(config: Mapping[str, Any], datasets: Sequence[str]) -> list[Member]:
 PAIRSETS = ("same_dataset", "same_family", "cross_family")
 
 
+def snapshot_steps(spec: Any, max_steps: int | None) -> list[int]:
+    """The finetunes' snapshot steps (finetune.snapshots): a list of steps, or
+    {log_spaced: n}: n steps spaced evenly in log between 1 and max_steps (both included;
+    rounding can merge neighbours, so fewer when max_steps is small). Sorted, unique."""
+    if not spec:
+        return []
+    if isinstance(spec, Mapping):
+        if not max_steps:
+            raise ValueError("log-spaced snapshots need finetune.max_steps")
+        n = int(spec["log_spaced"])
+        return sorted({int(round(max_steps ** (i / (n - 1)))) for i in range(n)})
+    return sorted({int(s) for s in spec})
+
+
 def extrapolation_alphas(steps: int, largest: float) -> list[float]:
     """`steps` log-spaced alphas from 1 to `largest`, mirrored (1 - alpha): 0 ... 1 - largest.
     The endpoints 0 and 1 are left to the interpolation grid."""

@@ -71,7 +71,14 @@ def parameter_count(model_dir: str | Path) -> int:
 
 
 def body_prefix(model_dir: str | Path) -> str:
-    """The attribute name of the body inside the sequence-classification model (`bert`, `roberta`, ...)."""
+    """The attribute name of the body inside the sequence-classification model (`bert`, `roberta`, ...).
+    A finetuned model folder records it in metrics.json (read in milliseconds); any other folder
+    asks transformers (seconds: it imports the model's class)."""
+    metrics = Path(model_dir) / "metrics.json"
+    if metrics.is_file():
+        recorded = json.loads(metrics.read_text()).get("body_prefix")
+        if recorded:
+            return str(recorded)
     from transformers import AutoConfig
 
     return _seq_cls_class(AutoConfig.from_pretrained(model_dir)).base_model_prefix

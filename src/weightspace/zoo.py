@@ -29,6 +29,7 @@ SCHEMA = pa.schema(
         ("test_loss", pa.float64()),
         ("test_accuracy", pa.float64()),
         ("steps", pa.int64()),
+        ("step", pa.int64()),  # the step whose weights the model holds (its best dev step)
         ("train_examples", pa.int64()),
         ("examples_per_s", pa.float64()),
     ]
@@ -52,6 +53,7 @@ def zoo_row(model_id: str, dataset: str, entry: Mapping[str, Any], seed: int, ch
         "weights": str(weights),
         "num_positions": manifest["num_positions"],
         **{k: metrics[k] for k in ("dev_loss", "dev_accuracy", "test_loss", "test_accuracy", "steps", "train_examples", "examples_per_s")},
+        "step": metrics["best_step"],
     }
 
 

@@ -1,13 +1,14 @@
-"""Flatten a body into Parquet shards: the pretrained reference, or one finetuned model
-(in the reference's parameter order)."""
+"""Flatten a body into Parquet shards: the pretrained reference, one finetuned model, or one
+of its snapshots (in the reference's parameter order)."""
 
 import logging
 from pathlib import Path
 
+from weightspace.finetune import snapshot_path
 from weightspace.io import read_json, sha256_file
 from weightspace.logs import to_log_file
 from weightspace.plan import model_id
-from weightspace.weights import checkpoint_body, make_index, pretrained_body, read_index, write_flat
+from weightspace.weights import body_prefix, checkpoint_body, make_index, pretrained_body, read_index, write_flat
 
 to_log_file(snakemake.log[0])
 sizes = snakemake.params.sizes
@@ -27,9 +28,15 @@ if snakemake.rule == "flatten_pretrained":
 else:
     index = read_index(snakemake.input.reference)
     checkpoint = Path(snakemake.input.model)
-    body = checkpoint_body(checkpoint, [p.name for p in index])
+    # a snapshot (flatten_snapshot): its folder in the model's, the model's body prefix
+    step = int(snakemake.wildcards.step) if snakemake.rule == "flatten_snapshot" else None
+    prefix = body_prefix(checkpoint) + "."
+    if step is not None:
+        checkpoint = snapshot_path(checkpoint, step)
+    body = checkpoint_body(checkpoint, [p.name for p in index], prefix)
     dataset, seed = snakemake.wildcards.dataset, int(snakemake.wildcards.seed)
     identity = {
+        **({"step": step} if step is not None else {}),
         "model_id": model_id(dataset, seed),
         "dataset": dataset,
         "families": list(snakemake.params.families),

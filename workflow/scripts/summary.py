@@ -173,6 +173,32 @@ if bitfit:
 else:
     for claim in ("centroid >= pretrained (BitFit)", "centroid gain, full / few-shot"):
         rows.append(row(claim, "not configured", "set centroid in the config"))
+if "formation" in snakemake.input.keys():
+    formation = read_json(snakemake.input.formation)
+    for g in formation["groupings"]:
+        clusters = (
+            f"clusters from step {g['clusters_from_step']}"
+            if g["clusters_from_step"] is not None
+            else ("clusters at some steps only" if g["ever_clusters"] else "never clusters")
+        )
+        rows.append(
+            row(
+                f"region formation: first step at the final clustering accuracy, grouping {g['grouping']}",
+                f"step {g['first_step_at_final']} (final one-to-one accuracy {pct(g['final_accuracy'])})",
+                f"{clusters} (one-to-one accuracy above chance, p95 {pct(g['final_chance'])} at the last step, and closer within groups "
+                f"than between); snapshot steps {', '.join(map(str, formation['steps']))}",
+                "not in the paper (it shows only the final models)",
+            )
+        )
+    beats = formation["all_models_beat_prior_from_step"]
+    rows.append(
+        row(
+            "region formation: the step from which every model beats the prior predictor on its own dataset",
+            "; ".join(f"{d} {'step ' + str(k) if k is not None else 'never'}" for d, k in beats.items()),
+            "calibrated generalized loss of each snapshot beside the constant predictor's loss (results/tables/formation.md)",
+            "not in the paper",
+        )
+    )
 datasets = sorted(set(zoo["dataset"]))
 preamble = (
     f"{len(zoo)} finetuned models of {len(datasets)} datasets ({', '.join(datasets)}). "

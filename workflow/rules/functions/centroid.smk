@@ -38,9 +38,14 @@ def bitfit_inputs(wildcards):
 
 
 def bitfit_settings(dataset):
-    """BitFit's hyperparameters: the dataset's finetune settings, then centroid.finetune."""
+    """BitFit's hyperparameters: the dataset's finetune settings (no snapshots), then
+    centroid.finetune."""
     return {
-        **finetune_settings(config, dataset),
+        **{
+            k: v
+            for k, v in finetune_settings(config, dataset).items()
+            if k != "snapshots"
+        },
         **CENTROID["finetune"],
         "trainable": "bitfit",
     }

@@ -21,6 +21,8 @@ def summary_extra_inputs(wildcards):
         extra["edges"] = "results/hull/edges.parquet"
     for r in BITFIT_REGIMES:
         extra[f"bitfit_{r}"] = f"results/tables/bitfit_{r}.json"
+    if SNAPSHOTS:
+        extra["formation"] = "results/formation/summary.json"
     return extra
 
 
@@ -37,4 +39,4 @@ def all_targets():
     )
     if config["geometry"]["table1"]:
         targets.append(rules.table1.output.csv)
-    return targets
+    return targets + formation_targets()

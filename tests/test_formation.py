@@ -62,10 +62,8 @@ def test_formation_tables_read_against_their_references(formation_run):
     assert np.allclose(last["cosine_to_last"], 1.0)
     assert models["prior_loss"].notna().all() and models["majority_accuracy"].notna().all()
     assert (models.groupby("model_id")["norm"].apply(lambda n: n.is_monotonic_increasing)).all()
-    # the instrument's strength is the calibration's, chosen on train
-    calibration = pd.read_csv(formation_run / "results/loss/calibration.csv")
-    strength = calibration.groupby("dataset")["regularization"].first()
-    assert (models["regularization"] == models["dataset"].map(strength)).all()
+    # each snapshot's strength cross-validated on train: from the grid, its train-fold loss kept
+    assert models["regularization"].isin([0.1, 1.0, 10.0, 100.0]).all() and models["train_cv_loss"].gt(0).all()
     first = pd.read_csv(formation_run / "results/tables/formation_first_step.csv")
     assert set(first["first_step_at_final"]) <= set(STEPS)
 
@@ -90,3 +88,49 @@ def test_formation_figures_and_summary_rows_exist_with_provenance(formation_run)
     summary = (formation_run / "results/summary.md").read_text()
     assert "region formation: first step at the final clustering accuracy, grouping family" in summary
     assert "every model beats the prior predictor" in summary
+
+
+# --- the analysis functions, on hand-made matrices ---------------------------------------------
+
+
+def test_step_geometry_finds_planted_groups_and_reads_them_against_chance():
+    from weightspace.formation import step_geometry
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(2, 50))
+    vectors = np.vstack([centres[i % 2] + 0.3 * rng.normal(size=50) for i in range(12)])
+    norms = np.linalg.norm(vectors, axis=1)
+    cos = vectors @ vectors.T / np.outer(norms, norms)
+    labels = ["a" if i % 2 == 0 else "b" for i in range(12)]
+    datasets = [f"{g}{i % 4 // 2}" for i, g in enumerate(labels)]  # two datasets per group
+    row = step_geometry(cos, labels, datasets)
+    assert row["accuracy_hungarian"] == 1.0 and row["chance_hungarian"] < 1.0 and row["clusters"]
+    assert row["cosine_within"] > row["cosine_between"] and row["cosine_gap"] > 0
+    noise = rng.normal(size=(12, 50))
+    n = np.linalg.norm(noise, axis=1)
+    row = step_geometry(noise @ noise.T / np.outer(n, n), labels, datasets)
+    assert not row["clusters"]  # no planted structure: not above chance, or not closer within
+    assert step_geometry(cos, labels[:11] + [None], datasets)["models"] == 11  # None: left out
+
+
+def test_settling_and_the_first_step_at_the_final_accuracy():
+    from weightspace.formation import first_step_at_final, settling
+
+    steps = [1, 10, 100]
+    v = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]])  # the direction turns towards the last
+    table = settling(v @ v.T, steps)
+    assert table["cosine_to_last"].tolist() == pytest.approx([0.0, 2**-0.5, 1.0])
+    assert table["norm"].tolist() == pytest.approx([1.0, 2**0.5, 2.0])
+    geometry = pd.DataFrame(
+        {
+            "step": [1, 10, 100, 1, 10, 100],
+            "grouping": ["dataset"] * 3 + ["family"] * 3,
+            "accuracy_hungarian": [0.5, 1.0, 1.0, 0.6, 0.5, 0.6],
+            "chance_hungarian": [0.7] * 6,
+            "clusters": [False, True, True, False, False, False],
+        }
+    )
+    first = first_step_at_final(geometry).set_index("grouping")
+    assert first.loc["dataset", "first_step_at_final"] == 10 and first.loc["dataset", "clusters_from_step"] == 10
+    assert first.loc["family", "first_step_at_final"] == 100  # 0.6 at step 1 does not count: it left it
+    assert not first.loc["family", "ever_clusters"] and first.loc["family", "clusters_from_step"] is None

@@ -112,4 +112,7 @@ def first_step_at_final(table: pd.DataFrame, column: str = "accuracy_hungarian")
                 "clusters_from_step": int(steps[stays]) if stays < len(flags) else None,
             }
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    # None stays None (never clusters), not a float NaN
+    table["clusters_from_step"] = pd.Series([r["clusters_from_step"] for r in rows], dtype=object)
+    return table

@@ -1,6 +1,7 @@
 # Regions as they form (issue 16): every finetune's snapshots flattened like a model, the zoo's
 # Gram at each snapshot step (computed exactly as the final models' Gram), each model's
-# direction settling, and the calibrated generalized loss of every snapshot on its own dataset;
+# direction settling, and the generalized loss of every snapshot on its own dataset (its L2
+# strength cross-validated on the train split for each snapshot);
 # then the formation table and figures. Planned only when finetune.snapshots is set.
 
 
@@ -79,7 +80,6 @@ rule formation_settling:
 
 rule formation_loss:
     input:
-        unpack(lambda wildcards: regularization_inputs([wildcards.dataset])),
         models=lambda wildcards: model_folders(
             "models", plan.members(config, [wildcards.dataset])
         ),

@@ -54,6 +54,7 @@ by_step = (
     )
     .reset_index()
 )
+last = by_step[by_step["step"] == by_step["step"].max()].set_index("dataset")
 beats_from = {}
 for dataset, g in by_step.groupby("dataset", sort=False):
     all_beat = (g["models_beating_prior"] == g["models"]).to_numpy()
@@ -66,12 +67,18 @@ Path(snakemake.output.md).write_text(
     + to_markdown(geometry.drop(columns=["models", "groups"]), ".3f")
     + "\n## First step at the final accuracy, per grouping\n\n"
     + to_markdown(first, ".3f")
-    + "\n## The instrument along training (mean over seeds; prior = the constant predictor's loss)\n\n"
+    + "\n## The instrument along training (mean over seeds; prior = the constant predictor's loss; train_cv_loss = the probe's "
+    + "cross-validated loss on the train folds, at its strength l2 (median over seeds), chosen there for each snapshot)\n\n"
     + to_markdown(by_step, ".3f")
 )
 write_json(
     snakemake.output.json,
-    {"steps": list(snakemake.params.steps), "groupings": first.to_dict("records"), "all_models_beat_prior_from_step": beats_from},
+    {
+        "steps": list(snakemake.params.steps),
+        "groupings": first.to_dict("records"),
+        "all_models_beat_prior_from_step": beats_from,
+        "last_step": last[["loss", "prior_loss", "accuracy", "majority_accuracy", "train_cv_loss"]].to_dict("index"),
+    },
 )
 write_job_provenance(snakemake, snakemake.output.csv, twins=[snakemake.output.md])
 write_job_provenance(snakemake, snakemake.output.models, path=snakemake.output.models_provenance)

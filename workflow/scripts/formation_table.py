@@ -50,6 +50,10 @@ by_step = (
         prior_loss=("prior_loss", "first"),
         models_beating_prior=("beats_prior", "sum"),
         models=("beats_prior", "size"),
+        accuracy=("accuracy", "mean"),
+        majority_accuracy=("majority_accuracy", "first"),
+        train_cv_loss=("train_cv_loss", "mean"),
+        l2=("regularization", "median"),
         cosine_to_last=("cosine_to_last", "mean"),
     )
     .reset_index()

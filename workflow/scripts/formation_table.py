@@ -37,7 +37,21 @@ loss = pd.concat([pd.read_parquet(p) for p in snakemake.input.loss], ignore_inde
 models = settled.merge(loss.drop(columns=["converged", "dataset", "seed"]), on=["model_id", "step"], how="left", validate="one_to_one")
 models["beats_prior"] = models["loss"] < models["prior_loss"]
 models = models[
-    ["model_id", "dataset", "seed", "step", "norm", "cosine_to_last", "loss", "prior_loss", "beats_prior", "accuracy", "majority_accuracy", "regularization"]
+    [
+        "model_id",
+        "dataset",
+        "seed",
+        "step",
+        "norm",
+        "cosine_to_last",
+        "loss",
+        "prior_loss",
+        "beats_prior",
+        "accuracy",
+        "majority_accuracy",
+        "train_cv_loss",
+        "regularization",
+    ]
 ]
 models.to_csv(snakemake.output.models, index=False, float_format="%.6f")
 

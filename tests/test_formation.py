@@ -87,7 +87,7 @@ def test_formation_figures_and_summary_rows_exist_with_provenance(formation_run)
         assert upstream in json.dumps(record["inputs"])
     summary = (formation_run / "results/summary.md").read_text()
     assert "region formation: first step at the final clustering accuracy, grouping family" in summary
-    assert "every model beats the prior predictor" in summary
+    assert "the snapshot steps at which every model beats the prior predictor" in summary
 
 
 # --- the analysis functions, on hand-made matrices ---------------------------------------------

@@ -190,11 +190,11 @@ if "formation" in snakemake.input.keys():
                 "not in the paper (it shows only the final models)",
             )
         )
-    beats = formation["all_models_beat_prior_from_step"]
+    beats = formation["all_models_beat_prior_at_steps"]
     rows.append(
         row(
-            "region formation: the step from which every model beats the prior predictor on its own dataset",
-            "; ".join(f"{d} {'step ' + str(k) if k is not None else 'never'}" for d, k in beats.items()),
+            "region formation: the snapshot steps at which every model beats the prior predictor on its own dataset",
+            "; ".join(f"{d} {', '.join(map(str, k)) if k else 'none'}" for d, k in beats.items()),
             "generalized loss of each snapshot (L2 strength cross-validated on train per snapshot) beside the constant predictor's loss; "
             "at the last step (mean over seeds): "
             + "; ".join(

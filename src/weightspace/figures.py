@@ -288,9 +288,13 @@ def plot_settling(models: pd.DataFrame, style: str = "whitegrid", palette: str =
     order = list(dict.fromkeys(models["dataset"]))
     colours = dict(zip(order, sns.color_palette(palette, len(order))))
     fig, (left, right) = plt.subplots(1, 2, figsize=(8.4, 3.3))
+    labelled = set()
     for model, g in models.groupby("model_id", sort=False):
         g = g.sort_values("step")
-        left.plot(g["step"], g["cosine_to_last"], color=colours[g["dataset"].iloc[0]], alpha=0.8, linewidth=1)
+        d = g["dataset"].iloc[0]
+        left.plot(g["step"], g["cosine_to_last"], color=colours[d], alpha=0.8, linewidth=1, label=None if d in labelled else d)
+        labelled.add(d)
+    left.legend(frameon=False, fontsize=7, title="one line per model", title_fontsize=7)
     for d in order:
         g = models[models["dataset"] == d].groupby("step")
         stats = g["loss"].agg(["mean", "min", "max"]).reset_index()

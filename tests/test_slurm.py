@@ -212,7 +212,7 @@ def test_workflow_runs_through_slurm(cluster, tiny_assets, tmp_path, capsys):
     assert not (tmp_path / f"results/models/{FAILING}/seed0").exists()
 
 
-MODEL_PASSES = {"finetune", "bitfit", "calibrate", "path", "hull_set", "edges"}
+MODEL_PASSES = {"finetune", "bitfit", "calibrate", "path", "hull_set", "edges", "formation_loss"}
 
 
 class _PlannedJob:
@@ -301,6 +301,7 @@ def test_paper_preset_jobs_go_to_the_partition_their_resources_ask_for(tmp_path)
     log = logging.getLogger("partition-test")
     body = parameter_count(tmp_path / "resources/base_model")
     chunk = configured_chunk(yaml.safe_load((REPO / "presets/paper.yaml").read_text()))
+    steps = yaml.safe_load((REPO / "presets/paper.yaml").read_text())["finetune"].get("snapshots", [])
     seen, jobs = set(), 0
     for unit in units:
         members = [(j["rule"], *parsed(j)) for j in unit["jobs"]]
@@ -309,8 +310,8 @@ def test_paper_preset_jobs_go_to_the_partition_their_resources_ask_for(tmp_path)
             if rule == "hull_set":
                 assert int(resources["mem_mb"]) >= (POINT_BYTES_PER_PARAMETER * chunk * body) / 2**20, resources
             seen.add(rule)
-        if unit["group"]:  # one submission per model: its finetune and its flatten
-            assert sorted(r for r, _, _ in members) == ["finetune", "flatten"], members
+        if unit["group"]:  # one submission per model: its finetune, its flatten, its snapshots' flattens
+            assert sorted(r for r, _, _ in members) == ["finetune", "flatten"] + ["flatten_snapshot"] * len(steps), members
         # the submission asks for what its jobs ask for (a group: the most of each)
         asks = {"gpu": str(max(int(r.get("gpu", 0)) for _, r, _ in members))}
         asks["mem_mb"] = str(

@@ -95,7 +95,7 @@ rule formation_loss:
         "../../envs/finetune.yaml"
     threads: 1
     resources:
-        gpu=gpus("calibrate"),
+        gpu=gpus("formation_loss"),
         mem_mb=points_mem_mb(1),
         runtime=lambda wildcards, attempt: loss_runtime(
             len(seeds_of(config, wildcards.dataset)) * len(SNAPSHOTS), attempt

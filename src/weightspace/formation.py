@@ -5,8 +5,9 @@ task-vector Gram of all zoo models is computed exactly as the final models' (`gr
 the same position ranges summed in the same order, so the last step of a run whose final
 model is its last step gives the same matrix bit for bit), then clustered per grouping like
 the final models (`step_geometry`). Each model's direction settles (`settling`: the cosine
-between its task vector at each step and at its last step), and the calibrated generalized loss
-of every snapshot on its own dataset is read beside the prior predictor's loss.
+between its task vector at each step and at its last step), and the generalized loss of every
+snapshot on its own dataset (its L2 strength cross-validated on train, per snapshot) is read
+beside the prior predictor's loss.
 
 A clustering accuracy means something only next to chance: `chance_accuracy` is the 95th
 percentile of the one-to-one accuracy when the same clusters are matched against randomly

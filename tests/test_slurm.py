@@ -38,8 +38,8 @@ def test_profile_values_are_documented():
     assert (REPO / "profiles/slurm" / profile["slurm-partition-config"]).is_file()
     cpu, gpu = _partitions(yaml.safe_load((REPO / "profiles/slurm/partitions.yaml").read_text()))
     assert "REPLACE_WITH" in cpu and "REPLACE_WITH" in gpu
-    # a finetune and its flatten are one submission
-    assert profile["groups"] == {"finetune": "model", "flatten": "model"}
+    # a finetune, its flatten and its snapshots' flattens are one submission
+    assert profile["groups"] == {"finetune": "model", "flatten": "model", "flatten_snapshot": "model"}
     # Every setting is commented: walking up from it past sibling settings and parent keys
     # reaches a comment line.
     lines = [ln for ln in text.splitlines() if ln.strip()]

@@ -54,7 +54,7 @@ def make_tiny_model(folder: Path, vocab: list[str], initializer_range: float = 0
     return folder
 
 
-def make_tiny_datasets(folder: Path, n: int = 48) -> dict[str, Path]:
+def make_tiny_datasets(folder: Path, n: int = 64) -> dict[str, Path]:
     """`alpha`: a binary CSV (one file, no split); `beta`: 3-label sentence pairs as JSONL train/test."""
     rng = np.random.default_rng(0)
     folder.mkdir(parents=True, exist_ok=True)
@@ -96,7 +96,7 @@ def tiny_config(model: Path, files: dict[str, Path]) -> dict:
                 "labels": ["animal", "vehicle", "fruit"],
             },
         },
-        "data": {"split_seed": 0, "test_fraction": 0.25, "dev_fraction": 0.2, "max_dev": 16},
+        "data": {"split_seed": 0, "test_fraction": 0.25, "dev_fraction": 0.2, "max_dev": 16, "probe_fraction": 0.3, "min_probe": 8},
         "zoo": {"datasets": ["alpha", "beta"], "seeds": [0, 1]},
         "finetune": {
             "lr": 1e-3,

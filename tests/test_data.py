@@ -18,13 +18,25 @@ from weightspace.data import (
     load_split,
     make_splits,
     parse_table,
+    row_hashes,
     save_split,
     stratified_split,
     stratified_subsample,
     to_examples,
 )
 
-SETTINGS = {"split_seed": 0, "test_fraction": 0.2, "dev_fraction": 0.1, "max_dev": 1000, "max_train": None, "max_test": None, "min_examples_per_label": 2}
+SETTINGS = {
+    "split_seed": 0,
+    "test_fraction": 0.2,
+    "dev_fraction": 0.1,
+    "max_dev": 1000,
+    "max_train": None,
+    "max_test": None,
+    "min_examples_per_label": 2,
+    "probe_fraction": 0.2,
+    "max_probe": 1000,
+    "min_probe": 4,
+}
 
 
 def test_stratified_split_keeps_proportions_and_is_seeded():
@@ -98,8 +110,8 @@ def _pool(n_per_label: int, labels=("neg", "pos")) -> pd.DataFrame:
 def test_make_splits_from_one_pool():
     splits = make_splits("toy", {"all": _pool(50)}, ENTRY, SETTINGS)
     sizes = splits.stats["sizes"]
-    assert sizes == {"train": 72, "dev": 8, "test": 20}
-    everything = pd.concat([splits.train, splits.dev, splits.test])
+    assert sizes == {"train": 58, "dev": 8, "probe": 14, "test": 20}
+    everything = pd.concat([splits.train, splits.dev, splits.probe, splits.test])
     assert everything["text"].is_unique and len(everything) == 100
     again = make_splits("toy", {"all": _pool(50)}, ENTRY, SETTINGS)
     assert splits.test["text"].tolist() == again.test["text"].tolist()
@@ -111,6 +123,28 @@ def test_make_splits_removes_test_texts_from_train_and_caps():
     assert splits.stats["dropped_train_in_test"] == 10
     assert not set(splits.train["text"]) & set(splits.test["text"])
     assert len(splits.train) == 30 and len(splits.dev) == 4 and len(splits.test) == 10
+
+
+def test_the_probe_split_is_disjoint_stratified_seeded_and_kept_by_size_variants():
+    splits = make_splits("toy", {"all": _pool(100, labels=("neg", "pos", "meh"))}, {**ENTRY, "labels": ["neg", "pos", "meh"]}, SETTINGS)
+    keys = {name: set(row_hashes(getattr(splits, name))) for name in ("train", "dev", "probe", "test")}
+    assert not keys["probe"] & (keys["train"] | keys["dev"] | keys["test"])
+    assert splits.probe["label"].value_counts().tolist() == [14, 14, 14]  # 20% of the 72 train examples per label left after test and dev
+    again = make_splits("toy", {"all": _pool(100, labels=("neg", "pos", "meh"))}, {**ENTRY, "labels": ["neg", "pos", "meh"]}, SETTINGS)
+    assert again.probe["text"].tolist() == splits.probe["text"].tolist()
+    # max_probe caps it; a train cap (the size experiment's variants) leaves dev, probe and test as they were
+    capped = make_splits("toy", {"all": _pool(100)}, ENTRY, {**SETTINGS, "max_probe": 10})
+    assert len(capped.probe) == 10
+    parent = make_splits("toy", {"all": _pool(100)}, ENTRY, SETTINGS)
+    variant = make_splits("toy", {"all": _pool(100)}, ENTRY, {**SETTINGS, "max_train": 20})
+    for name in ("dev", "probe", "test"):
+        assert getattr(variant, name)["text"].tolist() == getattr(parent, name)["text"].tolist()
+    assert set(variant.train["text"]) <= set(parent.train["text"]) and len(variant.train) == 20
+
+
+def test_a_probe_split_below_its_minimum_stops_naming_the_fix():
+    with pytest.raises(DataError, match=r"dataset 'toy': the probe split would hold 6 examples.*fewer than min_probe 20.*probe_fraction"):
+        make_splits("toy", {"all": _pool(20)}, ENTRY, {**SETTINGS, "min_probe": 20})
 
 
 def test_one_label_or_empty_data_stops():

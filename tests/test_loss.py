@@ -140,3 +140,81 @@ def test_generalized_loss_of_a_body_is_deterministic_and_learns(tmp_path):
     assert a["accuracy"] == 1.0 and a["loss"] < math.log(2) / 2
     # Features: one row per example, the first token's hidden state.
     assert first_token_features(body, str(model), test, 8).shape == (len(test), 32)
+
+
+def test_fifty_classes_with_singletons_and_an_absent_class_go_through_the_probe():
+    """The small-class rule (loss.cv_folds): folds drop to the smallest class with two or more
+    examples (down to 2); a singleton class is never held out and sits in every fitting part;
+    a test class absent from the fit split is scored, not a crash (the head and the prior both
+    give it probability 1e-12)."""
+    from weightspace.loss import CV_RULE, both_readings, cv_folds
+
+    rng = np.random.default_rng(0)
+    sizes = [1] * 5 + [2] * 5 + [3] * 10 + [40] * 29  # 49 classes in the fit split; class 49 only in test
+    y = np.concatenate([np.full(n, c) for c, n in enumerate(sizes)])
+    centres = rng.normal(size=(50, 16)) * 4
+    x = centres[y] + rng.normal(size=(len(y), 16))
+    pairs, rule = cv_folds(y, 5)
+    assert rule == {"folds": 2, "fit_only_examples": 5, "fit_only_classes": 5} and "never held out" in CV_RULE
+    singletons = np.flatnonzero(np.isin(y, range(5)))
+    for fit_idx, held_idx in pairs:
+        assert set(singletons) <= set(fit_idx) and not set(singletons) & set(held_idx)
+        assert sorted(np.concatenate([fit_idx, held_idx])) == list(range(len(y)))
+    assert sorted(np.concatenate([h for _, h in pairs])) == sorted(set(range(len(y))) - set(singletons))
+    # every class big enough: the plain stratified k folds
+    assert cv_folds(np.arange(100) % 4, 5)[1] == {"folds": 5, "fit_only_examples": 0, "fit_only_classes": 0}
+    test_y = np.concatenate([np.arange(49), [49, 49]])
+    test_x = centres[test_y] + rng.normal(size=(len(test_y), 16))
+    out = both_readings(x, y, x, y, test_x, test_y, [0.1, 1.0, 10.0], 5)
+    assert np.isfinite(out["loss"]) and np.isfinite(out["prior_loss"]) and out["accuracy"] > 0.8
+    # the absent class costs both the head and the prior -log(1e-12) on its two examples
+    assert out["prior_loss"] > 2 * 27.6 / len(test_y)
+    with pytest.raises(ValueError, match="a class with two or more examples"):
+        cv_folds(np.arange(10), 5)
+
+
+def test_a_memorised_body_misleads_the_train_split_reading_but_not_the_probe_split(tmp_path):
+    """A tiny body finetuned until its train loss is near zero on a noisy task (15% of labels
+    flipped, each example carrying tokens of its own to memorise): a head fitted on its train
+    split (the paper's literal reading) is overconfident and loses to the prior predictor on
+    test; a head fitted on a probe split the body never saw beats the prior."""
+    import pandas as pd
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from conftest import FILLER, make_tiny_model
+    from weightspace.loss import FeatureExtractor, both_readings
+
+    ids = [f"w{i}" for i in range(400)]
+    signal = [["sunny", "bright", "warm"], ["rainy", "grey", "cold"]]
+    folder = make_tiny_model(tmp_path / "model", [w for g in signal for w in g] + ids + FILLER)
+    rng = np.random.default_rng(0)
+
+    def split(n: int, first_id: int) -> pd.DataFrame:
+        rows = []
+        for i in range(n):
+            k = i % 2
+            words = [rng.choice(signal[k])] + ids[first_id + 3 * i : first_id + 3 * i + 3]
+            rng.shuffle(words)
+            rows.append({"text": " ".join(words), "label": k if rng.random() > 0.15 else 1 - k})
+        return pd.DataFrame(rows)
+
+    train, probe_split, test = split(64, 0), split(64, 192), split(40, 280)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2)
+    batch = AutoTokenizer.from_pretrained(folder)(train["text"].tolist(), padding=True, return_tensors="pt")
+    labels = torch.tensor(train["label"].to_numpy())
+    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(200):
+        loss = model(**batch, labels=labels).loss
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    assert loss.item() < 0.01  # memorised, the flipped labels included
+    body = {k.removeprefix("bert."): v.detach() for k, v in model.state_dict().items() if k.startswith("bert.") and ".pooler." not in k}
+    extractor = FeatureExtractor(str(folder), 16)
+    extractor.set_body(body)
+    fx, tx, vx = extractor.features(probe_split), extractor.features(train), extractor.features(test)
+    out = both_readings(fx, probe_split["label"].to_numpy(), tx, train["label"].to_numpy(), vx, test["label"].to_numpy(), [0.1, 1, 10, 100, 1000], 5)
+    assert out["train_cv_loss"] < 0.05 < out["fit_cv_loss"]  # the train folds are separated perfectly: memorisation
+    assert out["train_reading_loss"] > out["train_reading_prior_loss"]  # the paper's reading loses to the prior
+    assert out["loss"] < out["prior_loss"]  # the probe split's does not

@@ -16,7 +16,7 @@ import yaml
 
 from .plan import centroid_members, centroid_targets, main_datasets, seeds_of, size_variant, snapshot_steps
 
-DATASET_OVERRIDES = ("test_fraction", "dev_fraction", "max_train", "max_dev", "max_test")
+DATASET_OVERRIDES = ("test_fraction", "dev_fraction", "max_train", "max_dev", "max_test", "probe_fraction", "max_probe", "min_probe")
 
 
 class ConfigError(ValueError):

@@ -5,6 +5,15 @@ early stopping is carved from train. Sources without splits get a seeded stratif
 first. [choice] dev = a seeded stratified `dev_fraction` of train, at most `max_dev` examples
 (the paper: first/last 5%, or 500 each side above 10k examples).
 
+[choice] A fourth split, the **probe split**, is carved from what remains of train: a seeded
+stratified `probe_fraction`, at most `max_probe` examples. No finetune or BitFit run ever reads
+it; the generalized loss fits its head there (`loss.probe_on: probe`), so a body that memorised
+its train split is not judged by a head fitted on the examples it memorised
+(docs/generalized-loss.md). It must hold at least `min_probe` examples and two labels, else
+prepare_data stops. The train cap (`max_train`) applies last, so a size-experiment variant
+keeps its parent's dev, probe and test splits. Changing the probe settings changes the train
+split (the probe is carved first), so every finetune of the dataset reruns.
+
 Cleaning, in order (counts land in info.json):
 1. rows with a missing or blank text field are dropped;
 2. labels pass through `label_map`, then rows with an undeclared label stop the run
@@ -39,13 +48,26 @@ class DataError(ValueError):
         super().__init__(f"dataset '{dataset}': {problem}")
 
 
+SPLITS = ("train", "dev", "probe", "test")
+
+
 @dataclass(frozen=True)
 class Splits:
     train: pd.DataFrame
     dev: pd.DataFrame
+    probe: pd.DataFrame
     test: pd.DataFrame
     labels: list[str]
     stats: dict[str, Any]
+
+
+def row_hashes(df: pd.DataFrame) -> list[str]:
+    """A short hash of every example's content (text, pair, label), in df's order: what a job
+    read, comparable across splits and files (16 hex digits of sha256)."""
+    import hashlib
+
+    cols = [c for c in (TEXT, PAIR, LABEL) if c in df]
+    return [hashlib.sha256("\x1f".join(map(str, row)).encode()).hexdigest()[:16] for row in df[cols].itertuples(index=False)]
 
 
 def _decode(dataset: str, data: bytes, encoding: str, where: str) -> str:
@@ -243,14 +265,33 @@ def make_splits(dataset: str, parts: Mapping[str, pd.DataFrame], entry: Mapping[
         dev_fraction = min(dev_fraction, settings["max_dev"] / len(train))
     rest, held = stratified_split(train[LABEL].to_numpy(), dev_fraction, rng)
     train, dev = train.iloc[rest].reset_index(drop=True), train.iloc[held].reset_index(drop=True)
+    train, probe = carve_probe(dataset, train, settings, rng)
     train = _cap(train, settings["max_train"], rng)
     dev = _cap(dev, settings["max_dev"], rng)
     test = _cap(test, settings["max_test"], rng)
-    for split_name, split in (("train", train), ("dev", dev), ("test", test)):
+    for split_name, split in (("train", train), ("dev", dev), ("probe", probe), ("test", test)):
         if split[LABEL].nunique() < 2:
             raise DataError(dataset, f"the {split_name} split has {split[LABEL].nunique()} distinct label(s) after cleaning; a classifier needs two")
-    stats["sizes"] = {"train": len(train), "dev": len(dev), "test": len(test)}
-    return Splits(train, dev, test, labels, stats)
+    stats["sizes"] = {"train": len(train), "dev": len(dev), "probe": len(probe), "test": len(test)}
+    return Splits(train, dev, probe, test, labels, stats)
+
+
+def carve_probe(dataset: str, train: pd.DataFrame, settings: Mapping[str, Any], rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, probe): a seeded stratified `probe_fraction` of train, at most `max_probe`
+    examples, becomes the probe split (module docstring). Fewer than `min_probe` examples stops
+    the run, naming the settings that fix it."""
+    fraction = settings["probe_fraction"]
+    if settings["max_probe"] is not None:
+        fraction = min(fraction, settings["max_probe"] / len(train))
+    rest, held = stratified_split(train[LABEL].to_numpy(), fraction, rng)
+    if len(held) < settings["min_probe"]:
+        raise DataError(
+            dataset,
+            f"the probe split would hold {len(held)} examples (probe_fraction {settings['probe_fraction']} of {len(train)} train examples), "
+            f"fewer than min_probe {settings['min_probe']}: raise this dataset's probe_fraction, or lower data.min_probe "
+            "(a probe fitted on fewer examples measures its own noise)",
+        )
+    return train.iloc[rest].reset_index(drop=True), train.iloc[held].reset_index(drop=True)
 
 
 def _check_labels(dataset: str, df: pd.DataFrame, labels: Sequence[str], minimum: int, where: str) -> None:

@@ -356,6 +356,7 @@ def run_finetune(
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from .data import row_hashes
     from .integrity import verify_checkpoint
     from .seeding import derive_seed, seed_everything
 
@@ -415,6 +416,9 @@ def run_finetune(
         "body_prefix": model.base_model_prefix,
         "start": str(base_model),
         "data": {split: {"path": str(f), "sha256": sha256_file(f)} for split, f in (data_files or {}).items()},
+        # the content hash of every example read, per split (data.row_hashes): auditable
+        # against the probe split's hashes in the dataset's info.json, which no run may read
+        "rows_read": {name: row_hashes(df) for name, df in splits.items()},
         "finetune": asdict(cfg),
         "torch": torch.__version__,
     }

@@ -1,18 +1,24 @@
 """The generalized loss (methods.md §4): how any point of weight space is scored on any dataset.
 
-Drop the head, freeze the body, fit a new linear head on the target dataset's train split and
-report mean cross-entropy and accuracy on its test split. [choice] The head is a single linear
+Drop the head, freeze the body, fit a new linear head on examples of the target dataset and
+report mean cross-entropy and accuracy on its test split. [choice, revised] The head is fitted
+on the target's **probe split** (`loss.probe_on: probe`, the default), which no finetune reads:
+the paper fits it on the train split (`probe_on: train`), and once a body has memorised that
+split its features separate those examples perfectly, the head fitted there is overconfident
+and its test loss can exceed the prior predictor's although its accuracy is high
+(docs/generalized-loss.md). Wherever this docstring says "fit split", read the split
+`probe_on` names. [choice] The head is a single linear
 layer on the pooled final hidden states (`pooling`: the first token, as the paper, or the mean
 over tokens), fitted to convergence as L2-regularised multinomial logistic regression on the
 frozen features (convex: deterministic, and far cheaper than training a head by SGD through
 the model). Features are standardised with the train split's mean and sd before fitting.
 
 [choice, revised] The L2 strength is chosen by stratified k-fold cross-validation on the
-target's train split only (`cross_validated_l2`), over a fixed grid: once per target and then
+target's fit split only (`cross_validated_l2`), over a fixed grid: once per target and then
 held fixed for every point scored on it (`choose: per_target`, the default: the strength whose
 mean cross-validated loss over the target's own finetuned models is lowest, `calibrate_target`),
 or for every point and target anew (`choose: per_point`). Every result carries the strength
-used and the target's reference: the loss of the constant predictor of the train class prior
+used and the target's reference: the loss of the constant predictor of the fit split's class prior
 (`prior_loss`) and the majority class's accuracy. A generalized loss above the prior measures
 the probe, not the body.
 """
@@ -39,21 +45,30 @@ def subsample(df: pd.DataFrame, cap: int | None, key: str) -> pd.DataFrame:
     return df.iloc[stratified_subsample(df["label"].to_numpy(), cap, rng)].reset_index(drop=True)
 
 
-def probe_splits(datasets: Sequence[str], loss: Mapping[str, Any], files: Sequence[str]) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
-    """dataset -> (train, test) as the probe sees them: the prepared splits capped by the
-    `loss` settings (max_train, max_test), the same examples in every job. `files`: the jobs'
-    split files, `<folder>/<dataset>/train.parquet` and `.../test.parquet` of each dataset."""
+PROBE_ON = ("probe", "train")
+
+
+def probe_splits(
+    datasets: Sequence[str], loss: Mapping[str, Any], files: Sequence[str], fit_on: str | None = None
+) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """dataset -> (fit, test) as the probe sees them: the split the head is fitted on
+    (`fit_on`, by default the config's `loss.probe_on`: `probe` or `train`) and the test split,
+    capped by the `loss` settings (max_train, max_test), the same examples in every job.
+    `files`: the jobs' split files, `<folder>/<dataset>/<split>.parquet` of each dataset."""
     from pathlib import Path
 
     from .data import load_split
 
+    fit_on = fit_on or loss.get("probe_on", "probe")
+    if fit_on not in PROBE_ON:
+        raise ValueError(f"loss.probe_on must be one of {PROBE_ON}, not {fit_on!r}")
     by_name = {(Path(f).parent.name, Path(f).stem): str(f) for f in files}
-    missing = [f"{d}/{s}" for d in datasets for s in ("train", "test") if (d, s) not in by_name]
+    missing = [f"{d}/{s}" for d in datasets for s in (fit_on, "test") if (d, s) not in by_name]
     if missing:
         raise ValueError(f"no split file for {missing} among {list(files)[:6]}")
     return {
         name: (
-            subsample(load_split(by_name[(name, "train")]), loss["max_train"], f"{name}/train"),
+            subsample(load_split(by_name[(name, fit_on)]), loss["max_train"], f"{name}/{fit_on}"),
             subsample(load_split(by_name[(name, "test")]), loss["max_test"], f"{name}/test"),
         )
         for name in datasets
@@ -195,34 +210,65 @@ def probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: 
     }
 
 
+def cv_folds(y: np.ndarray, folds: int, seed: int = 0) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, int]]:
+    """The (fitting, held-out) index pairs of the probe's cross-validation, with the rule for
+    small classes (written into every calibration output as `cv_rule`): k = `folds`, fewer
+    down to 2 when the smallest class with two or more examples is smaller; every class with
+    at least k examples is stratified over the k folds; a class with fewer (a singleton) is
+    never held out and sits in every fitting part, so the head always knows it. A class absent
+    from `y` is simply not there. Raises when no class has two examples."""
+    from sklearn.model_selection import StratifiedKFold
+
+    classes, counts = np.unique(y, return_counts=True)
+    splittable = counts[counts >= 2]
+    if len(splittable) == 0:
+        raise ValueError(f"cross-validating the probe needs a class with two or more examples (class sizes: {counts.tolist()})")
+    k = int(max(2, min(folds, splittable.min())))
+    held_classes = classes[counts >= k]
+    held_mask = np.isin(y, held_classes)
+    fit_only = np.flatnonzero(~held_mask)
+    cv_idx = np.flatnonzero(held_mask)
+    pairs = []
+    if len(held_classes) == 1:  # one class to hold out: plain shuffled folds of it
+        rng = np.random.default_rng(seed)
+        parts = np.array_split(rng.permutation(cv_idx), k)
+        pairs = [(np.sort(np.concatenate([fit_only, *[p for j, p in enumerate(parts) if j != i]])), np.sort(part)) for i, part in enumerate(parts)]
+    else:
+        for fit_idx, held_idx in StratifiedKFold(k, shuffle=True, random_state=seed).split(cv_idx, y[cv_idx]):
+            pairs.append((np.sort(np.concatenate([fit_only, cv_idx[fit_idx]])), cv_idx[held_idx]))
+    return pairs, {"folds": k, "fit_only_examples": int(len(fit_only)), "fit_only_classes": int((counts < k).sum())}
+
+
+CV_RULE = (
+    "k = cv_folds, fewer down to 2 when the smallest class with two or more examples is smaller; "
+    "a class with fewer than k examples is never held out and sits in every fitting part"
+)
+
+
 def cross_validated_l2(x: np.ndarray, y: np.ndarray, grid: Sequence[float], folds: int, seed: int = 0) -> tuple[float, list[float]]:
     """The L2 strength of `grid` with the lowest mean held-out cross-entropy in stratified
-    `folds`-fold cross-validation on (x, y), a train split (seeded folds; each fold
-    standardised with its own training part). Ties go to the stronger penalty. Returns the
-    choice and the mean held-out loss per grid value (grid order).
+    `folds`-fold cross-validation on (x, y), a fit split (seeded folds, the small-class rule of
+    `cv_folds`; each fold standardised with its own fitting part). Ties go to the stronger
+    penalty. Returns the choice and the mean held-out loss per grid value (grid order).
 
     Each fold fits the grid from the strongest penalty to the weakest, each fit warm-started
     from the previous one: a regularisation path, a few lbfgs iterations per value."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold
 
     grid = [float(g) for g in grid]
     if len(grid) == 1:
         return grid[0], [float("nan")]
-    _, counts = np.unique(y, return_counts=True)
-    k = int(min(folds, counts.min()))
-    if k < 2:
-        raise ValueError(f"cross-validating the probe needs two examples of every class in train (smallest class: {counts.min()})")
+    pairs, _ = cv_folds(y, folds, seed)
     classes = np.unique(y)
     path = sorted(range(len(grid)), key=lambda i: -grid[i])  # strongest penalty first
     losses = np.zeros(len(grid))
-    for fit_idx, held_idx in StratifiedKFold(k, shuffle=True, random_state=seed).split(x, y):
+    for fit_idx, held_idx in pairs:
         fx, hx = _standardise(x[fit_idx], x[held_idx])
         clf = LogisticRegression(warm_start=True, max_iter=2000, tol=1e-6)
         for i in path:
             clf.set_params(C=1.0 / grid[i])
             clf.fit(fx, y[fit_idx])
-            losses[i] += _test_cross_entropy(clf, hx, y[held_idx], classes)[0] / k
+            losses[i] += _test_cross_entropy(clf, hx, y[held_idx], classes)[0] / len(pairs)
     best = min(range(len(grid)), key=lambda i: (round(losses[i], 12), -grid[i]))
     return grid[best], losses.tolist()
 
@@ -244,6 +290,38 @@ def calibrated_probe(
     return probe(train_x, train_y, test_x, test_y, l2)
 
 
+def both_readings(
+    fit_x: np.ndarray,
+    fit_y: np.ndarray,
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    grid: Sequence[float],
+    folds: int,
+) -> dict[str, Any]:
+    """One body's generalized loss read both ways, each head's L2 strength cross-validated on
+    its own fitting split: fitted on the fit split (the probe split under the default
+    `probe_on: probe`; SCORES and `fit_cv_loss`), and fitted on the finetunes'
+    train split, the paper's literal reading (`train_reading_*`, with the held-out loss of its
+    cross-validation, `train_cv_loss`). Pass the same arrays twice when probe_on is train."""
+    grid = [float(g) for g in grid]
+    l2, curve = cross_validated_l2(fit_x, fit_y, grid, folds)
+    out = probe(fit_x, fit_y, test_x, test_y, l2)
+    same = fit_x is train_x
+    l2_train, train_curve = (l2, curve) if same else cross_validated_l2(train_x, train_y, grid, folds)
+    other = out if same else probe(train_x, train_y, test_x, test_y, l2_train)
+    return {
+        **{k: out[k] for k in SCORES},
+        "fit_cv_loss": curve[grid.index(l2)],
+        "train_cv_loss": train_curve[grid.index(l2_train)],
+        "train_reading_loss": other["loss"],
+        "train_reading_prior_loss": other["prior_loss"],
+        "train_reading_accuracy": other["accuracy"],
+        "train_regularization": l2_train,
+    }
+
+
 def generalized_loss(
     body: Mapping[str, torch.Tensor],
     base_model: str,
@@ -261,7 +339,9 @@ def generalized_loss(
     return calibrated_probe(extractor.features(train), train["label"].to_numpy(), extractor.features(test), test["label"].to_numpy(), grid, folds)
 
 
-LOSS_COLUMNS = ["point", "target", "loss", "prior_loss", "accuracy", "majority_accuracy", "regularization", "converged"]
+SCORES = ["loss", "prior_loss", "accuracy", "majority_accuracy", "regularization", "converged"]
+# probe_on: the split the head was fitted on, stated in every loss table
+LOSS_COLUMNS = ["point", "target", *SCORES, "probe_on"]
 
 
 def score_points(
@@ -323,7 +403,7 @@ def score_points(
                 out = calibrated_probe(
                     tx, train["label"].to_numpy(), vx, test["label"].to_numpy(), spec["l2_grid"], spec["cv_folds"], None if fixed is None else fixed[name]
                 )
-                rows.append({"point": i, "target": name, **{k: out[k] for k in LOSS_COLUMNS[2:]}})
+                rows.append({"point": i, "target": name, **{k: out[k] for k in SCORES}, "probe_on": spec.get("probe_on", "probe")})
             bar.update(1)
     bar.close()
     return pd.DataFrame(rows, columns=LOSS_COLUMNS)
@@ -344,38 +424,77 @@ def calibrated_strengths(paths: Sequence[str]) -> dict[str, float] | None:
     return out
 
 
-CALIBRATION_COLUMNS = ["model_id", "dataset", "loss", "prior_loss", "accuracy", "majority_accuracy", "regularization", "beats_prior", "converged"]
+CALIBRATION_COLUMNS = [
+    "model_id",
+    "dataset",
+    "loss",
+    "prior_loss",
+    "accuracy",
+    "majority_accuracy",
+    "regularization",
+    "beats_prior",
+    "converged",
+    "probe_on",
+    "fit_fold_loss",
+    "train_fold_loss",
+    "train_reading_loss",
+    "train_reading_prior_loss",
+]
+
+
+def _lowest(grid: Sequence[float], curve: Sequence[float]) -> float:
+    """The grid value with the lowest loss (ties: the stronger penalty)."""
+    return grid[min(range(len(grid)), key=lambda i: (round(float(curve[i]), 12), -grid[i]))]
 
 
 def calibrate_target(
     extractor: FeatureExtractor,
     bodies: Iterable[tuple[str, Mapping[str, torch.Tensor]]],
     dataset: str,
-    train: pd.DataFrame,
+    fit: pd.DataFrame,
     test: pd.DataFrame,
     spec: Mapping[str, Any],
+    train: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """The instrument's calibration on one target: its own finetuned models `bodies` (model id,
-    body; read once, so a generator keeps one body in memory). Each model's cross-validated loss curve over the L2 grid is computed on the train
-    split; the target's strength is the grid value with the lowest mean curve (ties: the
-    stronger penalty), the one every point is scored with under `choose: per_target`. Then
-    each model is scored on test with the strength the loss stages use for it (the target's,
-    or its own under `per_point`): its row of the calibration table (CALIBRATION_COLUMNS,
-    `beats_prior` = loss below the prior loss)."""
+    body; read once, so a generator keeps one body in memory). `fit` is the split the head is
+    fitted on (`spec['probe_on']`), `train` the finetunes' own train split (the same frame when
+    probe_on is train).
+
+    Each model's cross-validated loss curve over the L2 grid is computed on the fit split; the
+    target's strength is the grid value with the lowest mean curve (ties: the stronger
+    penalty), the one every point is scored with under `choose: per_target`. Then each model is
+    scored on test with the strength the loss stages use for it (the target's, or its own under
+    `per_point`): its row of the calibration table (CALIBRATION_COLUMNS, `beats_prior` = loss
+    below the prior loss, the prior taken from the fit split's labels).
+
+    Beside it, the same body read the other way: the held-out loss of the cross-validation on
+    the fit split (`fit_fold_loss`) and on the train split (`train_fold_loss`), and the test
+    loss of a head fitted on the train split (`train_reading_loss`, the paper's literal reading,
+    its strength chosen the same way on train) beside that split's prior. A train-fold loss far
+    below the fit-fold loss means the body memorised its training examples."""
     grid = [float(g) for g in spec["l2_grid"]]
-    y, test_y = train["label"].to_numpy(), test["label"].to_numpy()
-    curves, features = [], []
+    probe_on = spec.get("probe_on", "probe")
+    train = fit if train is None else train
+    y, train_y, test_y = fit["label"].to_numpy(), train["label"].to_numpy(), test["label"].to_numpy()
+    curves, train_curves, features = [], [], []
     for model_id, body in bodies:
         extractor.set_body(body)
-        tx, vx = extractor.features(train, f"{dataset}/train"), extractor.features(test, f"{dataset}/test")
-        own, curve = cross_validated_l2(tx, y, grid, spec["cv_folds"])
+        fx, vx = extractor.features(fit, f"{dataset}/fit"), extractor.features(test, f"{dataset}/test")
+        tx = fx if train is fit else extractor.features(train, f"{dataset}/train")
+        own, curve = cross_validated_l2(fx, y, grid, spec["cv_folds"])
+        own_train, train_curve = (own, curve) if train is fit else cross_validated_l2(tx, train_y, grid, spec["cv_folds"])
         curves.append(curve)
-        features.append((model_id, tx, vx, own))
-    mean_curve = np.mean(curves, axis=0)
-    chosen = grid[min(range(len(grid)), key=lambda i: (round(float(mean_curve[i]), 12), -grid[i]))]
+        train_curves.append(train_curve)
+        features.append((model_id, fx, tx, vx, own, own_train, curve, train_curve))
+    mean_curve, mean_train_curve = np.mean(curves, axis=0), np.mean(train_curves, axis=0)
+    chosen, chosen_train = _lowest(grid, mean_curve), _lowest(grid, mean_train_curve)
+    per_target = spec["choose"] == "per_target"
     rows = []
-    for model_id, tx, vx, own in features:
-        out = probe(tx, y, vx, test_y, chosen if spec["choose"] == "per_target" else own)
+    for model_id, fx, tx, vx, own, own_train, curve, train_curve in features:
+        l2, l2_train = (chosen, chosen_train) if per_target else (own, own_train)
+        out = probe(fx, y, vx, test_y, l2)
+        other = out if train is fit else probe(tx, train_y, vx, test_y, l2_train)
         rows.append(
             {
                 "model_id": model_id,
@@ -383,14 +502,27 @@ def calibrate_target(
                 **{k: out[k] for k in CALIBRATION_COLUMNS[2:7]},
                 "beats_prior": bool(out["loss"] < out["prior_loss"]),
                 "converged": out["converged"],
+                "probe_on": probe_on,
+                "fit_fold_loss": float(curve[grid.index(l2)]) if len(grid) > 1 else float("nan"),
+                "train_fold_loss": float(train_curve[grid.index(l2_train)]) if len(grid) > 1 else float("nan"),
+                "train_reading_loss": other["loss"],
+                "train_reading_prior_loss": other["prior_loss"],
             }
         )
+    _, rule = cv_folds(y, spec["cv_folds"])
     return {
         "dataset": dataset,
         "choose": spec["choose"],
+        "probe_on": probe_on,
+        "fit_examples": len(fit),
+        "test_examples": len(test),
         "regularization": chosen,
         "grid": grid,
         "cv_loss": [float(v) for v in mean_curve],
+        "cv_rule": CV_RULE,
+        "cv": rule,
+        "train_regularization": chosen_train,
+        "train_cv_loss": [float(v) for v in mean_train_curve],
         "columns": CALIBRATION_COLUMNS,
         "models": rows,
     }

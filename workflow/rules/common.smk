@@ -154,12 +154,11 @@ def regularization_inputs(targets):
     return {"regularization": [f"results/loss/calibration/{t}.json" for t in targets]}
 
 
-def data_inputs(datasets):
-    return [
-        f"results/data/{d}/{split}.parquet"
-        for d in datasets
-        for split in ("train", "test")
-    ]
+def data_inputs(datasets, splits=None):
+    """The split files a loss job reads: the split its head is fitted on (loss.probe_on) and
+    test, or the named `splits`."""
+    splits = splits or (config["loss"]["probe_on"], "test")
+    return [f"results/data/{d}/{split}.parquet" for d in datasets for split in splits]
 
 
 def points_mem_mb(chunk, loaded=0):

@@ -1,4 +1,5 @@
-# Raw data -> de-duplicated, seeded, stratified train/dev/test splits (Parquet via HF datasets).
+# Raw data -> de-duplicated, seeded, stratified train/dev/probe/test splits (Parquet via HF
+# datasets). The probe split is read by the loss stages only, never by a finetune.
 
 
 localrules:
@@ -11,6 +12,7 @@ rule prepare_data:
     output:
         train="results/data/{dataset}/train.parquet",
         dev="results/data/{dataset}/dev.parquet",
+        probe="results/data/{dataset}/probe.parquet",
         test="results/data/{dataset}/test.parquet",
         info="results/data/{dataset}/info.json",
     log:

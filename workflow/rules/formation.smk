@@ -84,7 +84,9 @@ rule formation_loss:
             "models", plan.members(config, [wildcards.dataset])
         ),
         base="resources/base_model",
-        data=lambda wildcards: data_inputs([wildcards.dataset]),
+        data=lambda wildcards: data_inputs(
+            [wildcards.dataset], ("train", "probe", "test")
+        ),
     output:
         table="results/formation/loss/{dataset}.parquet",
     log:

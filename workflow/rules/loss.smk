@@ -12,7 +12,9 @@ rule calibrate:
             "models", plan.members(config, [wildcards.dataset])
         ),
         base="resources/base_model",
-        data=lambda wildcards: data_inputs([wildcards.dataset]),
+        data=lambda wildcards: data_inputs(
+            [wildcards.dataset], ("train", "probe", "test")
+        ),
     output:
         json="results/loss/calibration/{dataset}.json",
     log:

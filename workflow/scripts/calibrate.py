@@ -13,7 +13,9 @@ from weightspace.weights import body_prefix, pretrained_body
 to_log_file(snakemake.log[0])
 configure_torch(snakemake.threads)
 loss, dataset = snakemake.params.loss, snakemake.wildcards.dataset
-((train, test),) = probe_splits([dataset], loss, snakemake.input.data).values()
+# the head's fit split (loss.probe_on) and, for the memorisation columns, the train split
+((fit, test),) = probe_splits([dataset], loss, snakemake.input.data).values()
+((train, _),) = probe_splits([dataset], loss, snakemake.input.data, fit_on="train").values()
 pretrained = pretrained_body(snakemake.input.base)
 prefix = body_prefix(snakemake.input.base) + "."
 # one body in memory at a time (the paper preset has 20 seeds of roberta-base on a dataset)
@@ -21,16 +23,20 @@ bodies = (
     (model, materialize(Point.combination([folder], [1.0]), pretrained, prefix))
     for model, folder in zip(snakemake.params.models, snakemake.input.models, strict=True)
 )
-result = calibrate_target(extractor_for(snakemake.input.base, loss), bodies, dataset, train, test, loss)
+result = calibrate_target(extractor_for(snakemake.input.base, loss), bodies, dataset, fit, test, loss, None if loss["probe_on"] == "train" else train)
 write_json(snakemake.output.json, result)
 for r in result["models"]:
     logging.info(
-        "%s: loss %.4f vs prior %.4f, accuracy %.4f vs majority %.4f (l2 %g)",
+        "%s: loss %.4f vs prior %.4f, accuracy %.4f vs majority %.4f (l2 %g; fit on %s); train-split reading %.4f vs prior %.4f, train-fold loss %.4f",
         r["model_id"],
         r["loss"],
         r["prior_loss"],
         r["accuracy"],
         r["majority_accuracy"],
         r["regularization"],
+        r["probe_on"],
+        r["train_reading_loss"],
+        r["train_reading_prior_loss"],
+        r["train_fold_loss"],
     )
 logging.info("%s: L2 strength %g (choose: %s)", dataset, result["regularization"], result["choose"])

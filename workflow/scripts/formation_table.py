@@ -36,6 +36,8 @@ settled = pd.concat([pd.read_parquet(p) for p in snakemake.input.settling], igno
 loss = pd.concat([pd.read_parquet(p) for p in snakemake.input.loss], ignore_index=True)
 models = settled.merge(loss.drop(columns=["converged", "dataset", "seed"]), on=["model_id", "step"], how="left", validate="one_to_one")
 models["beats_prior"] = models["loss"] < models["prior_loss"]
+models["train_reading_beats_prior"] = models["train_reading_loss"] < models["train_reading_prior_loss"]
+probe_on = str(loss["probe_on"].iloc[0])
 models = models[
     [
         "model_id",
@@ -49,8 +51,15 @@ models = models[
         "beats_prior",
         "accuracy",
         "majority_accuracy",
-        "train_cv_loss",
+        "probe_on",
+        "fit_cv_loss",
         "regularization",
+        "train_reading_loss",
+        "train_reading_prior_loss",
+        "train_reading_beats_prior",
+        "train_reading_accuracy",
+        "train_cv_loss",
+        "train_regularization",
     ]
 ]
 models.to_csv(snakemake.output.models, index=False, float_format="%.6f")
@@ -66,8 +75,12 @@ by_step = (
         models=("beats_prior", "size"),
         accuracy=("accuracy", "mean"),
         majority_accuracy=("majority_accuracy", "first"),
-        train_cv_loss=("train_cv_loss", "mean"),
+        fit_cv_loss=("fit_cv_loss", "mean"),
         l2=("regularization", "median"),
+        train_reading_loss=("train_reading_loss", "mean"),
+        train_reading_prior_loss=("train_reading_prior_loss", "first"),
+        train_reading_models_beating_prior=("train_reading_beats_prior", "sum"),
+        train_cv_loss=("train_cv_loss", "mean"),
         cosine_to_last=("cosine_to_last", "mean"),
     )
     .reset_index()
@@ -76,13 +89,17 @@ last = by_step[by_step["step"] == by_step["step"].max()].set_index("dataset")
 # the steps at which every model of a dataset beats the prior (not necessarily a final stretch:
 # a body that memorises its training split loses the probe's calibration late in training)
 beats = {d: [int(k) for k in g.loc[g["models_beating_prior"] == g["models"], "step"]] for d, g in by_step.groupby("dataset", sort=False)}
+beats_train = {d: [int(k) for k in g.loc[g["train_reading_models_beating_prior"] == g["models"], "step"]] for d, g in by_step.groupby("dataset", sort=False)}
 Path(snakemake.output.md).write_text(
     "## Clustering along training (one-to-one accuracy beside its chance level, p95 of permuted labels)\n\n"
     + to_markdown(geometry.drop(columns=["models", "groups"]), ".3f")
     + "\n## First step at the final accuracy, per grouping\n\n"
     + to_markdown(first, ".3f")
-    + "\n## The instrument along training (mean over seeds; prior = the constant predictor's loss; train_cv_loss = the probe's "
-    + "cross-validated loss on the train folds, at its strength l2 (median over seeds), chosen there for each snapshot)\n\n"
+    + f"\n## The instrument along training, head fitted on the {probe_on} split, beside the train-split reading\n\n"
+    + f"Mean over seeds. loss, prior_loss, fit_cv_loss, l2: the head fitted on the {probe_on} split, its strength l2 (median over seeds) "
+    + "cross-validated there for each snapshot (fit_cv_loss: its held-out loss), beside the constant predictor of that split's class prior. "
+    + "train_reading_*: the paper's literal reading, the head fitted on the finetunes' own train split, beside that split's prior; "
+    + "train_cv_loss: its cross-validated loss on the train folds (far below fit_cv_loss: the body memorised its training examples).\n\n"
     + to_markdown(by_step, ".3f")
 )
 write_json(
@@ -90,8 +107,12 @@ write_json(
     {
         "steps": list(snakemake.params.steps),
         "groupings": first.to_dict("records"),
+        "probe_on": probe_on,
         "all_models_beat_prior_at_steps": beats,
-        "last_step": last[["loss", "prior_loss", "accuracy", "majority_accuracy", "train_cv_loss"]].to_dict("index"),
+        "train_reading_all_models_beat_prior_at_steps": beats_train,
+        "last_step": last[
+            ["loss", "prior_loss", "accuracy", "majority_accuracy", "fit_cv_loss", "train_reading_loss", "train_reading_prior_loss", "train_cv_loss"]
+        ].to_dict("index"),
     },
 )
 write_job_provenance(snakemake, snakemake.output.csv, twins=[snakemake.output.md])

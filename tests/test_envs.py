@@ -458,3 +458,24 @@ def test_rule_parsing_reads_script_shell_run_and_use_rule(tmp_path):
     assert found["c"][0] == "data.yaml" and found["c"][2] == "shell: python -m"
     assert found["d"] == ("data.yaml", None, "skipped: run")
     assert found["e"][0] is None and "not a literal" in found["e"][2]
+
+
+def test_the_dependency_floors_have_the_apis_the_code_uses():
+    """pyproject's floors name the first releases with these APIs (torch 2.4, transformers
+    4.56); this fails when an installed version lacks one, i.e. when a floor is too low for the
+    code or the environment is older than the floor."""
+    import inspect
+
+    import torch
+    import transformers
+    from packaging.version import Version
+
+    assert hasattr(torch, "OutOfMemoryError")  # finetune's OOM handling (torch 2.4)
+    assert "device" in inspect.signature(torch.amp.GradScaler.__init__).parameters  # fp16 scaler on any device (torch 2.3)
+    assert "including_emulation" in inspect.signature(torch.cuda.is_bf16_supported).parameters  # precision: auto (torch 2.4)
+    floors = {name: Version(re.search(r">=\s*([\w.]+)", spec).group(1)) for name, spec in _pyproject().items() if ">=" in spec}
+    assert floors["torch"] >= Version("2.4") and floors["transformers"] >= Version("4.56")
+    assert Version(transformers.__version__) >= floors["transformers"]
+    # from_pretrained(dtype=...) (transformers 4.56; before it the argument was torch_dtype)
+    source = inspect.getsource(transformers.modeling_utils.PreTrainedModel.from_pretrained)
+    assert 'kwargs.pop("dtype"' in source or "dtype:" in inspect.signature(transformers.modeling_utils.PreTrainedModel.from_pretrained).parameters

@@ -87,7 +87,7 @@ def test_divergence_names_dataset_seed_and_step(tiny_assets, tmp_path):
 SNAPSHOT_CFG = FinetuneConfig(lr=1e-3, batch_size=4, epochs=3, max_steps=10, max_length=8, eval_every=3, patience=10, checkpoint_every=3, snapshots=(2, 5, 10))
 
 
-def _finetune_process(model, out, state, kill_after: int | None = None):
+def _finetune_process(model, out, state, kill_after: int | None = None, term_after: int | None = None):
     """run_finetune in its own process (the kill switch SIGKILLs the process)."""
     import dataclasses
     import os
@@ -103,10 +103,12 @@ def _finetune_process(model, out, state, kill_after: int | None = None):
         f"cfg = FinetuneConfig(**{dataclasses.asdict(SNAPSHOT_CFG)!r});"
         f"run_finetune({str(model)!r}, toy_splits(), ['bad', 'good'], {str(out)!r}, {str(state)!r}, 'toy', 0, cfg, progress=False)"
     )
-    env = {k: v for k, v in os.environ.items() if k != "WEIGHTSPACE_KILL_AFTER_STEP"}
+    env = {k: v for k, v in os.environ.items() if k not in ("WEIGHTSPACE_KILL_AFTER_STEP", "WEIGHTSPACE_TERM_AFTER_STEP")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
     if kill_after is not None:
         env["WEIGHTSPACE_KILL_AFTER_STEP"] = str(kill_after)
+    if term_after is not None:
+        env["WEIGHTSPACE_TERM_AFTER_STEP"] = str(term_after)
     return subprocess.run([sys.executable, "-c", code, str(REPO / "tests")], env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -137,6 +139,33 @@ def test_a_finetune_killed_between_snapshots_resumes_to_the_same_snapshot_and_mo
     for k in (2, 5, 10):
         verify_checkpoint(snapshot_path(tmp_path / "resumed", k))  # checksums hold
     assert not (tmp_path / "state").exists()
+
+
+def test_sigterm_saves_the_state_at_that_step_and_the_resume_is_bitwise(tiny_assets, tmp_path):
+    """A real SIGTERM after step 7 (checkpoints every 3 steps): the run writes its state at step
+    7, not at the last checkpoint, and stops; the rerun continues from step 7 and ends with the
+    uninterrupted run's bytes. A torn state (one byte changed) is refused, naming the file."""
+    import shutil
+
+    whole = _finetune_process(tiny_assets["model"], tmp_path / "whole", tmp_path / "state-whole")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    termed = _finetune_process(tiny_assets["model"], tmp_path / "resumed", tmp_path / "state", term_after=7)
+    assert termed.returncode == 1 and "Preempted" in termed.stderr and "SIGTERM after step 7 of 10" in termed.stderr, termed.stderr[-3000:]
+    saved = json.loads((tmp_path / "state/checkpoint/state.json").read_text())
+    assert saved["state"]["step"] == 7  # nothing lost beyond the step in flight
+    torn = tmp_path / "torn"
+    shutil.copytree(tmp_path / "state", torn)
+    data = bytearray((torn / "checkpoint/optimizer.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (torn / "checkpoint/optimizer.safetensors").write_bytes(bytes(data))
+    refused = _finetune_process(tiny_assets["model"], tmp_path / "torn-out", torn)
+    assert refused.returncode == 1 and "ResumeCorrupt" in refused.stderr
+    assert "optimizer.safetensors does not match its sha256" in refused.stderr and f"delete {torn}" in refused.stderr
+    resumed = _finetune_process(tiny_assets["model"], tmp_path / "resumed", tmp_path / "state")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (tmp_path / "whole/model.safetensors").read_bytes() == (tmp_path / "resumed/model.safetensors").read_bytes()
+    metrics = json.loads((tmp_path / "resumed/metrics.json").read_text())
+    assert [a["from_step"] for a in metrics["attempts"]] == [0, 7]
 
 
 def test_a_snapshot_past_the_end_of_training_holds_the_last_weights_and_says_so(tiny_assets, tmp_path):

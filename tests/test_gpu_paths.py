@@ -290,3 +290,41 @@ def test_out_of_memory_says_so_and_the_retry_doubles_grad_accum(tiny_assets, tmp
     metrics = run()
     assert metrics["finetune"]["grad_accum"] == 2 and metrics["steps"] == 12
     assert [a["from_step"] for a in metrics["attempts"]] == [0, 4]  # resumed from the checkpoint (the failed attempt saved none)
+
+
+def test_under_auto_a_resume_continues_in_the_precision_its_state_was_written_in():
+    """A job requeued onto another GPU class resumes in its recorded autocast dtype (bf16 is
+    emulated where the GPU lacks it) instead of failing every retry with ResumeMismatch."""
+    from weightspace.device import resume_precision
+
+    assert resume_precision("auto", {"device": "cuda", "autocast": "bfloat16"}) == "bf16"
+    assert resume_precision("auto", {"device": "cuda", "autocast": "float16"}) == "fp16"
+    assert resume_precision("auto", None) == "auto"  # a fresh start chooses by the GPU
+    assert resume_precision("auto", {"device": "cpu", "autocast": "fp32"}) == "auto"
+    assert resume_precision("fp16", {"device": "cuda", "autocast": "bfloat16"}) == "fp16"  # explicit: as given (a mismatch is refused)
+
+
+def test_a_resume_reads_the_precision_from_the_state(tiny_assets, tmp_path, monkeypatch):
+    """The loop asks resolve_device for the state's recorded precision under auto."""
+    asked = []
+
+    def fake(precision, environ=None):
+        asked.append(precision)
+        return torch.device("cpu"), None
+
+    monkeypatch.setattr(finetune, "resolve_device", fake)
+    monkeypatch.setattr(finetune, "recorded_environment", lambda state_dir: {"device": "cuda", "autocast": "bfloat16"})
+    import dataclasses
+
+    run_finetune(
+        str(tiny_assets["model"]),
+        _splits(),
+        ["bad", "good"],
+        tmp_path / "out",
+        tmp_path / "state",
+        "toy",
+        0,
+        dataclasses.replace(CFG, max_steps=2),
+        progress=False,
+    )
+    assert asked == ["bf16"]

@@ -246,9 +246,10 @@ def test_hull_tables_figures_and_an_independently_rescored_in_prime_point(full_r
         ckpt = {k[len("bert.") :]: v.double() for k, v in load_file(f"{folder}/model.safetensors").items() if k.startswith("bert.")}
         body = {k: coef * v for k, v in ckpt.items()} if body is None else {k: body[k] + coef * ckpt[k] for k in body}
     body = {k: body[k].float() for k in pretrained_body("resources/base_model")}
-    train = subsample(pd.read_parquet(f"results/data/{row['target']}/train.parquet"), 24, f"{row['target']}/train")
+    # the head is fitted on the probe split (loss.probe_on: probe)
+    train = subsample(pd.read_parquet(f"results/data/{row['target']}/probe.parquet"), 24, f"{row['target']}/probe")
     test = subsample(pd.read_parquet(f"results/data/{row['target']}/test.parquet"), 12, f"{row['target']}/test")
-    # loss.choose is per_target: the strength is the one calibrate chose for the target on train
+    # loss.choose is per_target: the strength is the one calibrate chose for the target on its probe split
     chosen = json.loads((full_run / f"results/loss/calibration/{row['target']}.json").read_text())["regularization"]
     assert row["regularization"] == chosen
     out = generalized_loss(body, "resources/base_model", train, test, max_length=16, grid=[chosen])

@@ -19,7 +19,7 @@ PROBLEMS = cs.offline_problems(CONFIG, cs.load_hub_scripts(SCRIPTS))
 # Revisions that could not be resolved to a commit from stored material (no hub access here):
 # `python -m weightspace.check_sources presets/paper.yaml --pin` on a machine with hub access
 # writes them; then drop them here and the xfail marker below.
-UNPINNED = {"datasets.esnli.source.revision", "datasets.isear.source.revision"}
+UNPINNED = {"datasets.isear.source.revision"}
 
 
 def _of(kind: str) -> list[str]:
@@ -39,7 +39,7 @@ def test_only_the_known_entries_are_unpinned():
     assert {p.key for p in PROBLEMS if p.kind == "revision"} == UNPINNED
 
 
-@pytest.mark.xfail(strict=True, reason="revisions to pin on a machine with hub access: esnli (refs/convert/parquet branch), isear (null)")
+@pytest.mark.xfail(strict=True, reason="a revision to pin on a machine with hub access: isear (null)")
 def test_every_revision_is_a_commit():
     assert _of("revision") == []
 
@@ -161,7 +161,9 @@ def test_pin_finds_every_entry_of_the_paper_preset(tmp_path, monkeypatch):
             **pinned["datasets"][name],
             "source": {**pinned["datasets"][name]["source"], "revision": None},
         }
-    assert "esnli/esnli" in scripts.read_text() and "9" * 40 in scripts.read_text().split("esnli/esnli", 1)[1].splitlines()[0]
+    # (no entry reads a parquet-export branch since SNLI stands in for e-SNLI: the scripts list's
+    # export commits are written as test_pin_writes_commits_and_export_commits checks)
+    assert pinned["datasets"]["isear"]["source"]["revision"] == "9" * 40
 
 
 def _fake_loader(rows, names=None):
@@ -216,5 +218,5 @@ def test_offline_command_names_the_unpinned_entries():
         [sys.executable, "-m", "weightspace.check_sources", str(PRESET), "--offline"], capture_output=True, text=True, env={"PYTHONPATH": str(SRC)}
     )
     assert done.returncode == 1
-    assert "datasets.esnli.source.revision" in done.stdout and "datasets.isear.source.revision" in done.stdout
+    assert "datasets.isear.source.revision" in done.stdout and "datasets.esnli" not in done.stdout
     assert done.stdout.count("offline:") == len(UNPINNED)

@@ -362,10 +362,10 @@ def test_paths_tables_figures_and_an_independently_rescored_point(full_run, tiny
     b = load_file(str(full_run / "results/models/alpha/seed1/model.safetensors"))
     names = pretrained_body(tiny_assets["model"]).keys()
     body = {n: (0.5 * a["bert." + n].double() + 0.5 * b["bert." + n].double()).float() for n in names}
-    train = subsample(pd.read_parquet(full_run / "results/data/alpha/train.parquet"), 24, "alpha/train")
+    train = subsample(pd.read_parquet(full_run / "results/data/alpha/probe.parquet"), 24, "alpha/probe")  # loss.probe_on: probe
     test = subsample(pd.read_parquet(full_run / "results/data/alpha/test.parquet"), 12, "alpha/test")
     spec = tiny_assets["config"]["loss"]
-    # loss.choose is per_target: the strength calibrate chose on alpha's train split, for every alpha
+    # loss.choose is per_target: the strength calibrate chose on alpha's probe split, for every alpha
     chosen = json.loads((full_run / "results/loss/calibration/alpha.json").read_text())["regularization"]
     out = generalized_loss(body, str(full_run / "resources/base_model"), train, test, max_length=16, grid=[chosen])
     row = same[same["alpha"] == 0.5].iloc[0]
@@ -386,18 +386,22 @@ def test_calibration_table_scores_every_zoo_model_on_its_own_dataset(full_run, t
     assert list(table.columns[:7]) == ["model_id", "dataset", "loss", "prior_loss", "accuracy", "majority_accuracy", "regularization"]
     assert sorted(table["model_id"]) == ["alpha-s0", "alpha-s1", "beta-s0", "beta-s1"]
     assert (table["beats_prior"] == (table["loss"] < table["prior_loss"])).all()
+    # the head and its reference (the prior) come from the probe split; the train-split reading beside it has its own
+    assert (table["probe_on"] == "probe").all() and {"fit_fold_loss", "train_fold_loss", "train_reading_loss", "train_reading_prior_loss"} <= set(table.columns)
     for dataset, rows in table.groupby("dataset"):
+        fit = subsample(pd.read_parquet(full_run / f"results/data/{dataset}/probe.parquet"), 24, f"{dataset}/probe")
         train = subsample(pd.read_parquet(full_run / f"results/data/{dataset}/train.parquet"), 24, f"{dataset}/train")
         test = subsample(pd.read_parquet(full_run / f"results/data/{dataset}/test.parquet"), 12, f"{dataset}/test")
-        ref = prior_loss(train["label"].to_numpy(), test["label"].to_numpy())
+        ref = prior_loss(fit["label"].to_numpy(), test["label"].to_numpy())
         assert rows["prior_loss"].to_numpy() == pytest.approx(ref["prior_loss"]) and rows["majority_accuracy"].to_numpy() == pytest.approx(
             ref["majority_accuracy"]
         )
+        assert rows["train_reading_prior_loss"].to_numpy() == pytest.approx(prior_loss(train["label"].to_numpy(), test["label"].to_numpy())["prior_loss"])
     assert (full_run / "results/loss/calibration.csv.provenance.json").is_file()
     summary = (full_run / "results/summary.md").read_text()
     assert (
-        f"| instrument: zoo models whose generalized loss beats the prior predictor on their own dataset | every model (a finetuned model is its own dataset's reference) | {int(table['beats_prior'].sum())} of 4 |"
-        in summary
+        "| instrument: zoo models whose generalized loss beats the prior predictor on their own dataset (head fitted on the probe split) "
+        f"| every model (a finetuned model is its own dataset's reference) | {int(table['beats_prior'].sum())} of 4 |" in summary
     )
     # loss rows scored on a dataset where the instrument fails its reference say so
     failing = set(table.loc[~table["beats_prior"], "dataset"])
@@ -415,3 +419,38 @@ def test_calibration_table_scores_every_zoo_model_on_its_own_dataset(full_run, t
         else:
             targets = edges_targets
         assert r["note"].startswith("UNCALIBRATED instrument on") == bool(failing & targets), (r, failing)
+
+
+def test_no_finetune_bitfit_or_centroid_input_reads_a_probe_split_row(full_run):
+    """The probe split is the generalized loss's alone: every finetuned and BitFit model lists
+    the content hashes of the rows it read (metrics.json rows_read), and none is a probe row;
+    the centroids average zoo models only, each of them checked here."""
+    import pandas as pd
+
+    from weightspace.data import row_hashes
+    from weightspace.io import sha256_file
+
+    data = full_run / "results/data"
+    probe, train = {}, {}
+    for info_path in sorted(data.glob("*/info.json")):
+        info = json.loads(info_path.read_text())
+        rows = row_hashes(pd.read_parquet(info_path.parent / "probe.parquet"))
+        assert info["probe_row_hashes"] == rows and len(rows) >= 8
+        assert info["splits_sha256"]["probe"] == sha256_file(info_path.parent / "probe.parquet")
+        probe[info["dataset"]] = set(rows)
+        train[info["dataset"]] = row_hashes(pd.read_parquet(info_path.parent / "train.parquet"))
+    models = sorted((full_run / "results/models").glob("*/seed*")) + sorted((full_run / "results/bitfit").glob("*/*/*/seed*"))
+    assert len(models) >= 4 + 2 + 8  # zoo, size variants, BitFit (2 regimes x 2 starts x 2 datasets)
+    checked = set()
+    for folder in models:
+        metrics = json.loads((folder / "metrics.json").read_text())
+        read = metrics["rows_read"]
+        assert set(read) == {"train", "dev", "test"}
+        assert not probe[metrics["dataset"]] & set().union(*map(set, read.values())), folder
+        # the hashes are those of the rows really read: the train split's file (a subsample of it for few-shot BitFit)
+        assert len(read["train"]) == metrics["train_examples"] and set(read["train"]) <= set(train[metrics["dataset"]])
+        if "bitfit" not in folder.parts and metrics["dataset"] in train:
+            assert read["train"] == train[metrics["dataset"]]
+        checked.add(f"{metrics['dataset']}-s{metrics['seed']}")
+    for centroid in (full_run / "results/centroids").glob("*/centroid.json"):
+        assert set(json.loads(centroid.read_text())["models"]) <= checked

@@ -83,6 +83,16 @@ def resolve_device(precision: str, environ: Mapping[str, str] | None = None) -> 
     return torch.device("cpu"), None
 
 
+def resume_precision(precision: str, recorded: Mapping[str, Any] | None) -> str:
+    """The precision an attempt runs in. Under `auto`, an attempt that resumes a state written
+    on a GPU continues in that state's autocast dtype: a job requeued onto a GPU without native
+    bf16 emulates it (slower, with a warning) instead of failing every retry with
+    ResumeMismatch. An explicit precision is taken as given."""
+    if precision != "auto" or not recorded or recorded.get("device") != "cuda":
+        return precision
+    return {"bfloat16": "bf16", "float16": "fp16"}.get(str(recorded.get("autocast")), precision)
+
+
 def autocast_name(amp: torch.dtype | None) -> str:
     return str(amp).removeprefix("torch.") if amp is not None else "fp32"
 

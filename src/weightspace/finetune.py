@@ -5,12 +5,14 @@ decay, early stopping on the dev loss (the best dev checkpoint is the result). O
 (seeding.derive_seed) sets the head initialisation, the dropout stream and the data order, so
 the same (dataset, seed) gives bitwise-identical weights on CPU.
 
-Resume: every `checkpoint_every` steps, or every `checkpoint_minutes` of wall time, the whole
+Resume: every `checkpoint_every` steps and/or every `checkpoint_minutes` of wall time, the whole
 training state (weights, optimiser moments, the fp16 loss scaler, RNG states, early-stopping
-state, the best weights so far) is written atomically to a state folder outside the rule's
-outputs. A restarted job (SLURM preemption, a kill) continues from there and ends with the same
-weights as an uninterrupted run. The state is deleted only once the finished model has been
-written.
+state, the best weights so far) is written atomically, fsynced and checksummed to a state
+folder outside the rule's outputs. On SIGTERM (SLURM's warning signal before a preemption or
+the time limit) the loop finishes its step, writes the state and stops (Preempted): a
+preemption loses at most the signal margin. A restarted job (SLURM requeue, a kill) continues
+from the state, verified against its checksums, and ends with the same weights as an
+uninterrupted run. The state is deleted only once the finished model has been written.
 
 Devices: CUDA when present; `precision: auto` is bf16 where the GPU has it natively, else fp16
 with a loss scaler. A job promised a GPU (CUDA_VISIBLE_DEVICES, SLURM's GPU variables) that
@@ -22,6 +24,7 @@ software version continues and is recorded in `attempts`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -32,20 +35,26 @@ import signal
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
 from .batches import Encoded, collate, encode, epoch_order
-from .device import autocast, configure_torch, environment, resolve_device
+from .device import autocast, configure_torch, environment, resolve_device, resume_precision
 from .io import atomic_path, sha256_file, write_json
-from .resume import TrainState, cpu_state, load_checkpoint, save_checkpoint
+from .resume import TrainState, cpu_state, load_checkpoint, recorded_environment, save_checkpoint
 
 log = logging.getLogger(__name__)
 
 KILL_AFTER_STEP_ENV = "WEIGHTSPACE_KILL_AFTER_STEP"
+TERM_AFTER_STEP_ENV = "WEIGHTSPACE_TERM_AFTER_STEP"  # fault injection: a real SIGTERM to this process
+
+
+class Preempted(RuntimeError):
+    """SIGTERM arrived: the resume state was written and the run stopped; the next attempt
+    resumes from it."""
 
 
 class TrainingDiverged(FloatingPointError):
@@ -67,7 +76,7 @@ class FinetuneConfig:
     max_length: int = 128
     eval_every: int | None = None
     patience: int = 3
-    checkpoint_every: int = 50
+    checkpoint_every: int | None = 50  # None: by wall time only
     checkpoint_minutes: float | None = None  # also checkpoint when this much wall time has passed
     grad_accum: int = 1  # micro-batches per optimiser step (batch_size is the effective batch)
     grad_clip: float | None = 1.0
@@ -162,6 +171,35 @@ def _maybe_kill(step: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _maybe_term(step: int) -> None:
+    # Fault injection for the resume tests: a real SIGTERM to this process after `step`.
+    at = os.environ.get(TERM_AFTER_STEP_ENV)
+    if at is not None and step == int(at):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def sigterm_flag() -> Iterator[dict[str, int | None]]:
+    """While the block runs, SIGTERM sets flag['signal'] instead of killing the process (the
+    loop checks it after every step). Outside the main thread signals cannot be caught: the
+    flag stays None."""
+    flag: dict[str, int | None] = {"signal": None}
+
+    def handler(signum: int, frame: Any) -> None:
+        flag["signal"] = signum
+        log.warning("SIGTERM: the resume state is written after this step, then the run stops")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        previous = None
+    try:
+        yield flag
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
 SNAPSHOTS = "snapshots"  # in a model folder (and in the resume state while training)
 
 
@@ -202,7 +240,8 @@ def train(
     """
     from tqdm.auto import tqdm
 
-    device, amp = resolve_device(cfg.precision)
+    # under precision auto a resume continues in the precision its state was written in
+    device, amp = resolve_device(resume_precision(cfg.precision, recorded_environment(state_dir)))
     if cfg.grad_accum < 1 or cfg.grad_accum > cfg.batch_size:
         raise ValueError(f"finetune.grad_accum must be between 1 and batch_size ({cfg.batch_size}), not {cfg.grad_accum}")
     model.to(device).train()
@@ -225,81 +264,90 @@ def train(
     bar = tqdm(total=total, initial=state.step, desc=f"finetune {run_id}", unit="step", disable=not progress, mininterval=1.0, dynamic_ncols=False)
     order, order_epoch = None, -1
     last_checkpoint = time.monotonic()
-    while state.step < total and not state.stopped_early:
-        if best is None and state.step > 0 and state.best_step == state.step:
-            # Keep a copy of the best weights before this step moves away from them.
-            best = cpu_state(model)
-        epoch, offset = divmod(state.step, per_epoch)
-        if epoch != order_epoch:
-            order, order_epoch = epoch_order(seed, epoch, len(train_data)), epoch
-        idx = order[offset * cfg.batch_size : (offset + 1) * cfg.batch_size]
-        for g in optimizer.param_groups:
-            g["lr"] = cfg.lr * lr_multiplier(state.step, total, warmup)
-        t0 = time.perf_counter()
-        # Gradient accumulation: each micro-batch's mean loss weighted by its share of the
-        # batch, so the summed gradient is the batch's (one micro-batch: weight 1, no scaling).
-        micro = np.array_split(idx, cfg.grad_accum) if cfg.grad_accum > 1 else [idx]
-        loss_value = 0.0
-        try:
-            for part in micro:
-                batch = {k: v.to(device, non_blocking=True) for k, v in collate(train_data, part, pad_id).items()}
-                with autocast(device, amp):
-                    loss = model(**batch).loss
-                if len(micro) > 1:
-                    loss = loss * (len(part) / len(idx))
-                part_value = loss.item()
-                if not math.isfinite(part_value) or (cfg.max_loss is not None and part_value > cfg.max_loss):
-                    raise TrainingDiverged(
-                        f"{run_id}: training loss {part_value} at step {state.step + 1} (finetune.max_loss: {cfg.max_loss}); "
-                        "lower the learning rate or check the data"
-                    )
-                loss_value += part_value
-                (scaler.scale(loss) if scaler is not None else loss).backward()
-        except torch.OutOfMemoryError as err:
-            # the retry (Snakemake's next attempt) reads this and doubles grad_accum
-            write_json(state_dir / OOM_FILE, {"grad_accum": cfg.grad_accum, "step": state.step, "micro_batch": len(micro[0])})
-            raise torch.OutOfMemoryError(
-                f"{run_id}: out of GPU memory at batch {len(idx)} in {len(micro)} micro-batch(es) of up to {len(micro[0])} examples, "
-                f"max_length {cfg.max_length}. The next attempt doubles finetune.grad_accum (same effective batch, smaller "
-                f"micro-batches) and resumes from the last checkpoint; set grad_accum in the config to start there. {err}"
-            ) from err
-        if scaler is not None:
-            scaler.unscale_(optimizer)
-        if cfg.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        state.train_seconds += time.perf_counter() - t0
-        state.train_examples_seen += len(idx)
-        state.step += 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_value:.4f}", refresh=False)
-        if state.step in cfg.snapshots:
-            save_snapshot(state_dir, state.step, state.step, model)
-
-        if state.step % eval_every == 0 or state.step == total:
-            dev = evaluate(model, dev_data, max(cfg.batch_size // cfg.grad_accum, 64), pad_id, device, amp)
-            state.history.append({"step": state.step, "train_loss": loss_value, "dev_loss": dev["loss"], "dev_accuracy": dev["accuracy"]})
-            log.info("step %d: train loss %.4f, dev loss %.4f, dev accuracy %.4f", state.step, loss_value, dev["loss"], dev["accuracy"])
-            if dev["loss"] < state.best_dev_loss:
-                state.best_dev_loss, state.best_step, state.evals_since_best = dev["loss"], state.step, 0
-                best = None  # the current weights are the best
+    with sigterm_flag() as terminated:
+        while state.step < total and not state.stopped_early:
+            if best is None and state.step > 0 and state.best_step == state.step:
+                # Keep a copy of the best weights before this step moves away from them.
+                best = cpu_state(model)
+            epoch, offset = divmod(state.step, per_epoch)
+            if epoch != order_epoch:
+                order, order_epoch = epoch_order(seed, epoch, len(train_data)), epoch
+            idx = order[offset * cfg.batch_size : (offset + 1) * cfg.batch_size]
+            for g in optimizer.param_groups:
+                g["lr"] = cfg.lr * lr_multiplier(state.step, total, warmup)
+            t0 = time.perf_counter()
+            # Gradient accumulation: each micro-batch's mean loss weighted by its share of the
+            # batch, so the summed gradient is the batch's (one micro-batch: weight 1, no scaling).
+            micro = np.array_split(idx, cfg.grad_accum) if cfg.grad_accum > 1 else [idx]
+            loss_value = 0.0
+            try:
+                for part in micro:
+                    batch = {k: v.to(device, non_blocking=True) for k, v in collate(train_data, part, pad_id).items()}
+                    with autocast(device, amp):
+                        loss = model(**batch).loss
+                    if len(micro) > 1:
+                        loss = loss * (len(part) / len(idx))
+                    part_value = loss.item()
+                    if not math.isfinite(part_value) or (cfg.max_loss is not None and part_value > cfg.max_loss):
+                        raise TrainingDiverged(
+                            f"{run_id}: training loss {part_value} at step {state.step + 1} (finetune.max_loss: {cfg.max_loss}); "
+                            "lower the learning rate or check the data"
+                        )
+                    loss_value += part_value
+                    (scaler.scale(loss) if scaler is not None else loss).backward()
+            except torch.OutOfMemoryError as err:
+                # the retry (Snakemake's next attempt) reads this and doubles grad_accum
+                write_json(state_dir / OOM_FILE, {"grad_accum": cfg.grad_accum, "step": state.step, "micro_batch": len(micro[0])})
+                raise torch.OutOfMemoryError(
+                    f"{run_id}: out of GPU memory at batch {len(idx)} in {len(micro)} micro-batch(es) of up to {len(micro[0])} examples, "
+                    f"max_length {cfg.max_length}. The next attempt doubles finetune.grad_accum (same effective batch, smaller "
+                    f"micro-batches) and resumes from the last checkpoint; set grad_accum in the config to start there. {err}"
+                ) from err
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
             else:
-                state.evals_since_best += 1
-                if state.evals_since_best >= cfg.patience:
-                    state.stopped_early = True
-                    log.info("early stop at step %d: no dev improvement in %d evaluations", state.step, cfg.patience)
-        due = state.step % cfg.checkpoint_every == 0 or (
-            cfg.checkpoint_minutes is not None and time.monotonic() - last_checkpoint >= 60 * cfg.checkpoint_minutes
-        )
-        if due and state.step < total and not state.stopped_early:
-            save_checkpoint(state_dir, model, optimizer, state, best, meta, scaler, env)
-            last_checkpoint = time.monotonic()
-            _maybe_kill(state.step)
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.train_seconds += time.perf_counter() - t0
+            state.train_examples_seen += len(idx)
+            state.step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.4f}", refresh=False)
+            if state.step in cfg.snapshots:
+                save_snapshot(state_dir, state.step, state.step, model)
+
+            if state.step % eval_every == 0 or state.step == total:
+                dev = evaluate(model, dev_data, max(cfg.batch_size // cfg.grad_accum, 64), pad_id, device, amp)
+                state.history.append({"step": state.step, "train_loss": loss_value, "dev_loss": dev["loss"], "dev_accuracy": dev["accuracy"]})
+                log.info("step %d: train loss %.4f, dev loss %.4f, dev accuracy %.4f", state.step, loss_value, dev["loss"], dev["accuracy"])
+                if dev["loss"] < state.best_dev_loss:
+                    state.best_dev_loss, state.best_step, state.evals_since_best = dev["loss"], state.step, 0
+                    best = None  # the current weights are the best
+                else:
+                    state.evals_since_best += 1
+                    if state.evals_since_best >= cfg.patience:
+                        state.stopped_early = True
+                        log.info("early stop at step %d: no dev improvement in %d evaluations", state.step, cfg.patience)
+            due = (cfg.checkpoint_every is not None and state.step % cfg.checkpoint_every == 0) or (
+                cfg.checkpoint_minutes is not None and time.monotonic() - last_checkpoint >= 60 * cfg.checkpoint_minutes
+            )
+            if due and state.step < total and not state.stopped_early:
+                save_checkpoint(state_dir, model, optimizer, state, best, meta, scaler, env)
+                last_checkpoint = time.monotonic()
+                _maybe_kill(state.step)
+            _maybe_term(state.step)
+            if terminated["signal"] is not None and state.step < total and not state.stopped_early:
+                if not due:
+                    save_checkpoint(state_dir, model, optimizer, state, best, meta, scaler, env)
+                raise Preempted(
+                    f"{run_id}: SIGTERM after step {state.step} of {total}: the resume state is saved in {state_dir}; "
+                    "the next attempt (a SLURM requeue, a Snakemake retry or rerun) continues from it"
+                )
     bar.close()
     for step in cfg.snapshots:
         if step > state.step:  # never reached: training ended first (logged in snapshot.json)

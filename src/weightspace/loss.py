@@ -95,7 +95,12 @@ class FeatureExtractor:
         verify_checkpoint(base_model, required=False)
         self.tokenizer = AutoTokenizer.from_pretrained(base_model)
         self.model = AutoModel.from_pretrained(base_model, dtype=torch.float32)
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        from .device import environment, resolve_device
+
+        # the finetunes' device rule: CUDA when present, and a GPU promised but absent fails (GPUMissing)
+        self.device, _ = resolve_device("fp32")
+        setup = environment(self.device, None)
+        self.device_label = f"{setup['device']} ({setup['device_name']})"  # recorded in every loss output
         self.model.to(self.device).eval()
         self.base_model, self.max_length, self.batch_size, self.pooling = base_model, max_length, batch_size, pooling
         self.pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -340,8 +345,9 @@ def generalized_loss(
 
 
 SCORES = ["loss", "prior_loss", "accuracy", "majority_accuracy", "regularization", "converged"]
-# probe_on: the split the head was fitted on, stated in every loss table
-LOSS_COLUMNS = ["point", "target", *SCORES, "probe_on"]
+# probe_on: the split the head was fitted on, stated in every loss table; device: where the
+# features were computed
+LOSS_COLUMNS = ["point", "target", *SCORES, "probe_on", "device"]
 
 
 def score_points(
@@ -403,7 +409,9 @@ def score_points(
                 out = calibrated_probe(
                     tx, train["label"].to_numpy(), vx, test["label"].to_numpy(), spec["l2_grid"], spec["cv_folds"], None if fixed is None else fixed[name]
                 )
-                rows.append({"point": i, "target": name, **{k: out[k] for k in SCORES}, "probe_on": spec.get("probe_on", "probe")})
+                rows.append(
+                    {"point": i, "target": name, **{k: out[k] for k in SCORES}, "probe_on": spec.get("probe_on", "probe"), "device": extractor.device_label}
+                )
             bar.update(1)
     bar.close()
     return pd.DataFrame(rows, columns=LOSS_COLUMNS)
@@ -514,6 +522,7 @@ def calibrate_target(
         "dataset": dataset,
         "choose": spec["choose"],
         "probe_on": probe_on,
+        "device": extractor.device_label,
         "fit_examples": len(fit),
         "test_examples": len(test),
         "regularization": chosen,

@@ -1,8 +1,11 @@
 """The finetune loop's resume state: everything needed to continue a killed run exactly.
 
 Weights, optimiser moments, the fp16 loss scaler, the CPU and training-device RNG states, the
-early-stopping state and the best weights so far, written atomically to a state folder; a
-state written on another device type or autocast dtype is refused (ResumeMismatch).
+early-stopping state and the best weights so far, written atomically to a state folder (every
+file fsynced, then the folder renamed into place) with the sha256 of each file
+(checksums.json, written last); a resume verifies them and refuses a torn or altered state
+(ResumeCorrupt), and refuses a state written on another device type or autocast dtype
+(ResumeMismatch).
 """
 
 from __future__ import annotations
@@ -26,6 +29,46 @@ log = logging.getLogger(__name__)
 
 class ResumeMismatch(RuntimeError):
     """The resume state was written on another device type or autocast dtype."""
+
+
+class ResumeCorrupt(RuntimeError):
+    """The resume state's files do not match its checksums (torn by a crash, or altered)."""
+
+
+CHECKSUMS = "checksums.json"
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def recorded_environment(state_dir: Path) -> dict[str, Any] | None:
+    """The environment (device, autocast, ...) a resume state was written in; None if there is
+    no state."""
+    path = Path(state_dir) / "checkpoint" / "state.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text()).get("environment", {})
+
+
+def verify_state(ckpt: Path) -> None:
+    """Check every file of a checkpoint folder against its checksums.json; ResumeCorrupt names
+    the file and the fix."""
+    from .io import sha256_file
+
+    fix = f"it cannot be resumed safely: delete {ckpt.parent} to start this model over"
+    if not (ckpt / CHECKSUMS).is_file():
+        raise ResumeCorrupt(f"resume state {ckpt} has no {CHECKSUMS} (torn, or written by an older version): {fix}")
+    recorded = json.loads((ckpt / CHECKSUMS).read_text())
+    for name, digest in recorded.items():
+        if not (ckpt / name).is_file():
+            raise ResumeCorrupt(f"resume state {ckpt}: {name} is missing: {fix}")
+        if sha256_file(ckpt / name) != digest:
+            raise ResumeCorrupt(f"resume state {ckpt}: {name} does not match its sha256 in {CHECKSUMS} (torn or altered): {fix}")
 
 
 @dataclass
@@ -99,6 +142,18 @@ def save_checkpoint(
         if scaler is not None:
             record["scaler"] = scaler.state_dict()
         (tmp / "state.json").write_text(json.dumps(record, default=str))
+        from .io import sha256_file
+
+        files = sorted(p.name for p in tmp.iterdir())
+        digests = {}
+        for name in files:
+            _fsync_file(tmp / name)
+            # a linked best file keeps its recorded digest (the same bytes): no second read
+            same = name == "best.safetensors" and previous_best is not None and (previous / CHECKSUMS).is_file()
+            digests[name] = json.loads((previous / CHECKSUMS).read_text()).get(name) if same else None
+            digests[name] = digests[name] or sha256_file(tmp / name)
+        (tmp / CHECKSUMS).write_text(json.dumps(digests, indent=1))
+        _fsync_file(tmp / CHECKSUMS)
 
 
 def load_checkpoint(
@@ -112,13 +167,15 @@ def load_checkpoint(
     """Restore a checkpoint written by save_checkpoint for the same run; None if there is none
     (or it belongs to a different configuration, in which case it is discarded).
 
-    Raises ResumeMismatch when the state was written on another device type or autocast dtype
+    Raises ResumeCorrupt when a file does not match checksums.json, and ResumeMismatch when
+    the state was written on another device type or autocast dtype
     than `env` (continuing would silently change the numerics; delete the folder to start
     over). Another GPU model or CUDA/torch version continues with a warning; the attempt's
     environment is appended to the state's `attempts` by the caller."""
     ckpt = state_dir / "checkpoint"
-    if not (ckpt / "state.json").is_file():
+    if not ckpt.is_dir():
         return None
+    verify_state(ckpt)
     saved = json.loads((ckpt / "state.json").read_text())
     mismatch = {k: (saved.get(k), v) for k, v in meta.items() if saved.get(k) != v}
     if mismatch:

@@ -42,6 +42,7 @@ for (d, seed), folder, step in tqdm(runs, desc=f"snapshots on {dataset}", minint
             "seed": seed,
             "step": step,
             "probe_on": loss["probe_on"],
+            "device": extractor.device_label,
             **both_readings(fx, fit_y, tx, train_y, vx, test_y, loss["l2_grid"], loss["cv_folds"]),
         }
     )

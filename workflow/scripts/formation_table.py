@@ -52,6 +52,7 @@ models = models[
         "accuracy",
         "majority_accuracy",
         "probe_on",
+        "device",
         "fit_cv_loss",
         "regularization",
         "train_reading_loss",

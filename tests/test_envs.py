@@ -86,6 +86,7 @@ IMPORT_PACKAGES = {
     "safetensors": ("safetensors",),
     "datasets": ("datasets",),
     "sklearn": ("scikit-learn",),
+    "threadpoolctl": ("threadpoolctl", "scikit-learn"),
     "scipy": ("scipy", "scikit-learn"),
     "seaborn": ("seaborn",),
     "matplotlib": ("matplotlib", "seaborn"),

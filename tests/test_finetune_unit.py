@@ -187,3 +187,20 @@ def test_a_finetuned_folder_records_its_body_prefix_as_transformers_names_it(tin
     (tmp_path / "bare").mkdir()
     shutil.copy(tmp_path / "m" / "config.json", tmp_path / "bare" / "config.json")  # no metrics.json: transformers answers
     assert body_prefix(tmp_path / "m") == body_prefix(tmp_path / "bare") == "bert"
+
+
+def test_a_run_that_keeps_no_weights_writes_everything_else(tiny_assets, tmp_path):
+    """BitFit in the paper preset (centroid.keep_weights: false): metrics, config and tokenizer,
+    no weights and no checksums of them; the same metrics as a run that keeps them."""
+    import dataclasses
+
+    from conftest import toy_splits
+    from weightspace.finetune import run_finetune
+
+    cfg = dataclasses.replace(SNAPSHOT_CFG, snapshots=(), max_steps=4)
+    kept = run_finetune(str(tiny_assets["model"]), toy_splits(), ["bad", "good"], tmp_path / "kept", tmp_path / "s1", "toy", 0, cfg, progress=False)
+    lean = run_finetune(str(tiny_assets["model"]), toy_splits(), ["bad", "good"], tmp_path / "lean", tmp_path / "s2", "toy", 0, cfg, progress=False, keep_weights=False)
+    assert (tmp_path / "kept/model.safetensors").is_file() and not (tmp_path / "lean/model.safetensors").exists()
+    assert not (tmp_path / "lean/checksums.json").exists() and (tmp_path / "lean/config.json").is_file()
+    assert json.loads((tmp_path / "lean/metrics.json").read_text())["weights_kept"] is False
+    assert lean["test_accuracy"] == kept["test_accuracy"] and lean["test_loss"] == kept["test_loss"]

@@ -16,10 +16,11 @@ SCRIPTS = REPO / "presets/paper.hub-scripts.txt"
 CONFIG = yaml.safe_load(PRESET.read_text(encoding="utf-8"))
 PROBLEMS = cs.offline_problems(CONFIG, cs.load_hub_scripts(SCRIPTS))
 
-# Revisions that could not be resolved to a commit from stored material (no hub access here):
+# Revisions that could not be resolved to a commit from stored material (no hub access here),
+# said on purpose as `revision: resolve` (prepare_data takes main's commit and records it);
 # `python -m weightspace.check_sources presets/paper.yaml --pin` on a machine with hub access
-# writes them; then drop them here and the xfail marker below.
-UNPINNED = {"datasets.isear.source.revision"}
+# writes them in.
+UNPINNED = {"datasets.isear.source.revision", "datasets.poem_sentiment.source.revision"}
 
 
 def _of(kind: str) -> list[str]:
@@ -35,13 +36,20 @@ def test_no_loading_script_repository():
     assert _of("script") == []
 
 
-def test_only_the_known_entries_are_unpinned():
-    assert {p.key for p in PROBLEMS if p.kind == "revision"} == UNPINNED
+def test_only_the_known_entries_are_resolved_at_run_time():
+    assert {p.key for p in PROBLEMS if p.kind == "resolve"} == UNPINNED
 
 
-@pytest.mark.xfail(strict=True, reason="a revision to pin on a machine with hub access: isear (null)")
-def test_every_revision_is_a_commit():
+def test_every_revision_is_a_commit_or_said_to_be_resolved():
     assert _of("revision") == []
+    lines = PRESET.read_text(encoding="utf-8").splitlines()
+    for key in UNPINNED:
+        name = key.split(".")[1]
+        assert CONFIG["datasets"][name]["source"]["revision"] == "resolve"
+        start = lines.index(f"  {name}:")
+        end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("  ") and not lines[i].startswith("   ") and not lines[i].lstrip().startswith("#"))
+        comments = [ln for ln in lines[start - 6 : end] if ln.lstrip().startswith("#")]
+        assert any("resolve" in ln for ln in comments), f"{name}: the entry must say why it is resolved at run time"
 
 
 def test_scripts_list_names_the_retired_repositories():
@@ -217,6 +225,6 @@ def test_offline_command_names_the_unpinned_entries():
     done = subprocess.run(
         [sys.executable, "-m", "weightspace.check_sources", str(PRESET), "--offline"], capture_output=True, text=True, env={"PYTHONPATH": str(SRC)}
     )
-    assert done.returncode == 1
+    assert done.returncode == 0  # the `resolve` entries are said on purpose: reported, not a failure
     assert "datasets.isear.source.revision" in done.stdout and "datasets.esnli" not in done.stdout
     assert done.stdout.count("offline:") == len(UNPINNED)

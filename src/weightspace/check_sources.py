@@ -33,6 +33,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
 
+from .sources import RESOLVE
+
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 EXPORT_BRANCH = "refs/convert/parquet"
 PIN_HINT = "python -m weightspace.check_sources presets/paper.yaml --pin"
@@ -47,7 +49,7 @@ class Problem:
     """One offline finding: where (a dotted key), what kind, and what to do."""
 
     key: str
-    kind: str  # "namespace" | "script" | "revision"
+    kind: str  # "namespace" | "script" | "revision" | "resolve" (said on purpose)
     message: str
 
     def __str__(self) -> str:
@@ -105,7 +107,11 @@ def offline_problems(config: Mapping[str, Any], scripts: Scripts) -> list[Proble
                     f"use revision {EXPORT_BRANCH!r} or a commit of that branch listed after the id",
                 )
             )
-        if revision is None:
+        if revision == RESOLVE:
+            # said on purpose (the entry's comment gives the reason): resolved at run time and
+            # recorded in info.json; --pin writes the commit in
+            problems.append(Problem(f"{key}.revision", "resolve", f"resolved to main's commit at run time (recorded in info.json); run `{PIN_HINT}` to pin it"))
+        elif revision is None:
             problems.append(Problem(f"{key}.revision", "revision", f"no revision pinned; run `{PIN_HINT}` where the hub is reachable"))
         elif not COMMIT.match(str(revision)):
             problems.append(Problem(f"{key}.revision", "revision", f"{revision!r} is a branch or tag, not a commit; run `{PIN_HINT}`"))
@@ -223,6 +229,7 @@ def resolve_revision(repo: str, revision: str | None, kind: str = "dataset") -> 
     from huggingface_hub import HfApi
 
     api = HfApi()
+    revision = None if revision == RESOLVE else revision
     info = api.model_info(repo, revision=revision) if kind == "model" else api.dataset_info(repo, revision=revision)
     return str(info.sha)
 
@@ -348,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     problems = offline_problems(config, scripts)
     for p in problems:
         print(f"offline: {p}")
-    failed = bool(problems)
+    failed = any(p.kind != "resolve" for p in problems)  # a `resolve` entry is said on purpose
     if not args.offline:
         results = []
         for name, entry in (config.get("datasets") or {}).items():

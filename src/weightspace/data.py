@@ -115,9 +115,16 @@ def load_raw(dataset: str, entry: Mapping[str, Any], archive: Path | None) -> di
     if source.get("hub"):
         import datasets as hf
 
+        revision = source.get("revision")
+        if revision == sources.RESOLVE:
+            # no commit could be pinned offline: take main's commit now, load exactly that, and
+            # record it (info.json's source.resolved_revision; check_sources --pin writes it back)
+            revision = sources.resolved_hub_revision(source["hub"], revision)
+            if revision is None:
+                raise DataError(dataset, f"revision: resolve needs the hub to name {source['hub']}'s current commit, and the hub cannot be reached")
         parts = {}
         for part, split in source["splits"].items():
-            ds = hf.load_dataset(source["hub"], source.get("name"), split=split, revision=source.get("revision"))
+            ds = hf.load_dataset(source["hub"], source.get("name"), split=split, revision=revision)
             parts[part] = ds.to_pandas()
         return parts
     fmt, encoding = source["format"], source.get("encoding", "utf-8")

@@ -116,13 +116,17 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
 
 
 def configure_torch(threads: int) -> None:
-    """Thread count and deterministic kernels: the same seed gives the same weights.
+    """Thread count (torch's and the BLAS libraries') and deterministic kernels: the same seed
+    gives the same weights.
 
     On CUDA determinism is enforced, not warned about: a kernel without a deterministic
     version raises instead of silently changing the weights between runs (the memory-efficient
     attention backward then takes its deterministic path); cuBLAS gets the workspace setting
     that makes it deterministic, before its first use."""
+    from threadpoolctl import threadpool_limits
+
     torch.set_num_threads(threads)
+    threadpool_limits(threads)  # NumPy/SciPy's BLAS too (the probe's fits): the job's cores, not the node's
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.backends.cudnn.benchmark = False
     torch.use_deterministic_algorithms(True, warn_only=not torch.cuda.is_available())

@@ -390,8 +390,11 @@ def run_finetune(
     progress: bool = True,
     purpose: str = "finetune",
     data_files: Mapping[str, str | Path] | None = None,
+    keep_weights: bool = True,
 ) -> dict[str, Any]:
-    """Finetune the base model on one dataset with one seed; write the model folder.
+    """Finetune the base model on one dataset with one seed; write the model folder
+    (`keep_weights: False`: everything but the weights, model.safetensors and its checksums,
+    for runs whose weights nothing reads again).
 
     `base_model` is any checkpoint folder to start from (the pretrained model, a centroid);
     `purpose` keys the derived seed, so that different experiments on the same (dataset, seed)
@@ -475,10 +478,14 @@ def run_finetune(
     with atomic_path(out_dir) as tmp:
         for k in cfg.snapshots:  # hard links: the resume state keeps its copy until the end
             shutil.copytree(snapshot_path(state_dir, k), snapshot_path(tmp, k), copy_function=_link_or_copy)
-        model.save_pretrained(tmp, safe_serialization=True)
+        metrics["weights_kept"] = keep_weights
+        if keep_weights:
+            model.save_pretrained(tmp, safe_serialization=True)
+        else:
+            model.config.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / "metrics.json", metrics)
-        # Recorded once here, so that flatten and provenance need not hash the weights again.
-        write_json(tmp / "checksums.json", {"model.safetensors": sha256_file(tmp / "model.safetensors")})
+        if keep_weights:  # recorded once here, so that flatten and provenance need not hash the weights again
+            write_json(tmp / "checksums.json", {"model.safetensors": sha256_file(tmp / "model.safetensors")})
     shutil.rmtree(state_dir, ignore_errors=True)
     return metrics

@@ -150,8 +150,8 @@ class FeatureExtractor:
 
 
 def extractor_for(base_model: str, spec: Mapping[str, Any]) -> FeatureExtractor:
-    """The feature extractor the config's `loss` block describes (max_length, pooling)."""
-    return FeatureExtractor(base_model, spec["max_length"], pooling=spec["pooling"])
+    """The feature extractor the config's `loss` block describes (max_length, batch_size, pooling)."""
+    return FeatureExtractor(base_model, spec["max_length"], batch_size=spec.get("batch_size", 32), pooling=spec["pooling"])
 
 
 def first_token_features(body: Mapping[str, torch.Tensor], base_model: str, df: pd.DataFrame, max_length: int, batch_size: int = 32) -> np.ndarray:

@@ -155,7 +155,7 @@ def accumulate(
     started = [p.pretrained != 0.0 for p in points]
     if any(started):
         for n, t in pretrained.items():
-            t64 = t.to(where, torch.float64)
+            t64 = t.to(where).to(torch.float64)  # moved as float32, widened on the device (exact)
             for p, acc, go in zip(points, accs, started):
                 if go:
                     torch.mul(t64, p.pretrained, out=acc[n])
@@ -170,7 +170,7 @@ def accumulate(
                     users.append((i, coef, started[i]))
                     started[i] = True
         for n in names:
-            b64 = body[n].to(where, torch.float64)
+            b64 = body[n].to(where).to(torch.float64)  # moved as float32, widened on the device (exact)
             for i, coef, add in users:
                 if add:
                     tmp = scratch[: b64.numel()].view(b64.shape)

@@ -52,15 +52,19 @@ def archive_of(folder: str | Path) -> Path:
     return found[0]
 
 
+RESOLVE = "resolve"  # a hub entry's revision when no commit could be pinned offline (the entry says why)
+
+
 def resolved_hub_revision(repo: str, revision: str | None) -> str | None:
     """The commit a hub dataset's `revision` (a commit, a branch such as main or
-    refs/convert/parquet, or None: main) resolves to now; None when the hub cannot be asked."""
+    refs/convert/parquet, `resolve` or None: main) resolves to now; None when the hub cannot be
+    asked."""
     if revision is not None and re.fullmatch(r"[0-9a-f]{40}", revision):
         return revision
     try:
         from huggingface_hub import HfApi
 
-        return HfApi().dataset_info(repo, revision=revision, timeout=10).sha
+        return HfApi().dataset_info(repo, revision=None if revision == RESOLVE else revision, timeout=10).sha
     except Exception:  # offline, or the hub refuses: recorded as unknown, not guessed
         return None
 

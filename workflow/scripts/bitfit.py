@@ -34,5 +34,6 @@ metrics = run_finetune(
     threads=snakemake.threads,
     purpose=f"bitfit-{w.regime}",
     data_files={s: snakemake.input[s] for s in ("train", "dev", "test")},
+    keep_weights=snakemake.params.keep_weights,
 )
 logging.info("done: %d steps, test accuracy %.4f, %d trainable parameters", metrics["steps"], metrics["test_accuracy"], metrics["trainable_parameters"])

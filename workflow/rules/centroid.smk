@@ -44,7 +44,7 @@ rule bitfit:
             config["centroid"]["few_shot"] if wildcards.regime == "few_shot" else None
         ),
         state="results/resume/bitfit/{regime}/{start}/{dataset}/seed{seed}",
-        keep_weights=config["centroid"]["keep_weights"],
+        keep_weights=lambda wildcards: CENTROID["keep_weights"],
     script:
         "../scripts/bitfit.py"
 

@@ -111,6 +111,7 @@ wildcard_constraints:
     part="[0-9]+",
     level="dataset|family|general",
     set="in|in_prime|ex",
+    piece="[0-9]+",
     regime="full|few_shot",
     start="pretrained|centroid",
 

@@ -1,17 +1,18 @@
 # Inside and outside the region (Fig. 4) and its edges seen from the centroid (Fig. 11): one
-# job per (granularity, group, set) of points, one job for the edges; statistics and figures
-# aggregate them.
+# job per piece of a (granularity, group, set) of points (hull.max_evaluations; one piece by
+# default), a local job gathering each set's pieces, one job for the edges; statistics and
+# figures aggregate them.
 
 
 rule hull_set:
     input:
         unpack(hull_set_inputs),
     output:
-        table="results/hull/{level}/{group}/{set}.parquet",
+        table="results/hull/{level}/{group}/{set}/piece{piece}.parquet",
     log:
-        "results/logs/hull/{level}/{group}/{set}.log",
+        "results/logs/hull/{level}/{group}/{set}/piece{piece}.log",
     benchmark:
-        "results/benchmarks/hull/{level}/{group}/{set}.tsv"
+        "results/benchmarks/hull/{level}/{group}/{set}/piece{piece}.tsv"
     # long jobs first once ready (a long job started last is the run's tail)
     priority: 5
     conda:
@@ -29,8 +30,28 @@ rule hull_set:
             k: config["hull"][k] for k in ("seed", "max_points", "general")
         },
         loss=config["loss"],
+        points=hull_piece_points,
     script:
         "../scripts/hull_set.py"
+
+
+localrules:
+    hull_set_table,
+
+
+rule hull_set_table:
+    input:
+        pieces=hull_set_pieces,
+    output:
+        table="results/hull/{level}/{group}/{set}.parquet",
+    log:
+        "results/logs/hull/{level}/{group}/{set}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        points=lambda wildcards: hull_set_job(wildcards)["count"],
+    script:
+        "../scripts/hull_set_table.py"
 
 
 rule edges:

@@ -35,9 +35,33 @@ def hull_set_inputs(wildcards):
     return inputs
 
 
+def hull_set_piece_count(wildcards):
+    """The jobs one set is scored in (hull.max_evaluations)."""
+    job = hull_set_job(wildcards)
+    return plan.set_pieces(
+        job["count"], len(job["targets"]), config["hull"]["max_evaluations"]
+    )
+
+
+def hull_piece_points(wildcards):
+    """The points [lo, hi) of the set that one hull_set job scores."""
+    job = hull_set_job(wildcards)
+    return plan.piece_points(
+        job["count"], hull_set_piece_count(wildcards), int(wildcards.piece)
+    )
+
+
+def hull_set_pieces(wildcards):
+    return [
+        f"results/hull/{wildcards.level}/{wildcards.group}/{wildcards.set}/piece{k}.parquet"
+        for k in range(hull_set_piece_count(wildcards))
+    ]
+
+
 def hull_set_runtime(wildcards, attempt):
     job = hull_set_job(wildcards)
-    return loss_runtime(job["count"] * len(job["targets"]), attempt)
+    lo, hi = hull_piece_points(wildcards)
+    return loss_runtime((hi - lo) * len(job["targets"]), attempt)
 
 
 def edges_runtime(wildcards, attempt):

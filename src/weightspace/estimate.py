@@ -315,9 +315,10 @@ def scoring_job(
 
 
 def loss_memory(config: Mapping[str, Any], job: Job, rates: Rates, chunk: int, loaded: int = 0) -> int:
-    """The loss rules' mem_mb (workflow/rules/common.smk points_mem_mb, first attempt)."""
+    """The loss rules' mem_mb (workflow/rules/common.smk points_mem_mb, first attempt): a job on
+    a GPU keeps its points' accumulators there, none in host memory."""
     (params,) = job.use(rates, "model_parameters")
-    return points_memory_mb(int(params), chunk, loaded)
+    return points_memory_mb(int(params), 0 if job.rule in config["gpu_rules"] else chunk, loaded)
 
 
 def calibrate_job(config: Mapping[str, Any], dataset: str, rates: Rates, rule: str = "calibrate", steps: int = 1) -> Job:

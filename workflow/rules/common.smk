@@ -162,14 +162,16 @@ def data_inputs(datasets, splits=None):
     return [f"results/data/{d}/{split}.parquet" for d in datasets for split in splits]
 
 
-def points_mem_mb(chunk, loaded=0):
-    """The resource function of a job that scores `chunk` points at a time (`loaded`
-    checkpoints held in memory): its memory follows from the base model's parameter count
-    (weightspace.points.points_memory_mb), times the attempt. The job fits its chunks to what
-    it was given."""
+def points_mem_mb(rule, chunk, loaded=0):
+    """The resource function of a job of `rule` that scores `chunk` points at a time
+    (`loaded` checkpoints held in memory): its host memory follows from the base model's
+    parameter count (weightspace.points.points_memory_mb), times the attempt. A job on a GPU
+    (`gpu_rules`) keeps its points' float64 accumulators there, so its host memory holds none
+    of them. The job fits its chunks to what it was given."""
+    on_host = 0 if gpus(rule) else chunk
 
     def mem_mb(wildcards, input, attempt):
-        return points_memory_mb(parameter_count(input.base), chunk, loaded) * attempt
+        return points_memory_mb(parameter_count(input.base), on_host, loaded) * attempt
 
     return mem_mb
 

@@ -98,7 +98,7 @@ rule formation_loss:
     threads: 1
     resources:
         gpu=gpus("formation_loss"),
-        mem_mb=points_mem_mb(1),
+        mem_mb=points_mem_mb("formation_loss", 1),
         runtime=lambda wildcards, attempt: loss_runtime(
             len(seeds_of(config, wildcards.dataset)) * len(SNAPSHOTS), attempt
         ),

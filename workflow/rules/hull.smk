@@ -20,7 +20,7 @@ rule hull_set:
     threads: 1
     resources:
         gpu=gpus("hull_set"),
-        mem_mb=points_mem_mb(configured_chunk(config)),
+        mem_mb=points_mem_mb("hull_set", configured_chunk(config)),
         runtime=hull_set_runtime,
     params:
         group=lambda wildcards: HULL[(wildcards.level, wildcards.group)],
@@ -70,7 +70,7 @@ rule edges:
     threads: 1
     resources:
         gpu=gpus("edges"),
-        mem_mb=points_mem_mb(configured_chunk(config)),
+        mem_mb=points_mem_mb("edges", configured_chunk(config)),
         runtime=edges_runtime,
     params:
         region=lambda wildcards: plan.edge_region(config),

@@ -26,7 +26,7 @@ rule calibrate:
     threads: 1
     resources:
         gpu=gpus("calibrate"),
-        mem_mb=points_mem_mb(1),
+        mem_mb=points_mem_mb("calibrate", 1),
         runtime=lambda wildcards, attempt: loss_runtime(
             len(seeds_of(config, wildcards.dataset)), attempt
         ),

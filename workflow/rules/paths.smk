@@ -16,7 +16,7 @@ rule path:
     threads: 1
     resources:
         gpu=gpus("path"),
-        mem_mb=points_mem_mb(configured_chunk(config), loaded=2),
+        mem_mb=points_mem_mb("path", configured_chunk(config), loaded=2),
         runtime=lambda wildcards, attempt: 240 * attempt,
     params:
         pair=lambda wildcards: PAIRS[wildcards.pairset][int(wildcards.pair)],

@@ -274,8 +274,7 @@ def cross_validated_l2(x: np.ndarray, y: np.ndarray, grid: Sequence[float], fold
             clf.set_params(C=1.0 / grid[i])
             clf.fit(fx, y[fit_idx])
             losses[i] += _test_cross_entropy(clf, hx, y[held_idx], classes)[0] / len(pairs)
-    best = min(range(len(grid)), key=lambda i: (round(losses[i], 12), -grid[i]))
-    return grid[best], losses.tolist()
+    return _lowest(grid, losses), losses.tolist()
 
 
 def calibrated_probe(

@@ -4,6 +4,7 @@ resume after a kill, bad configs, and the paper preset's offline plan."""
 from __future__ import annotations
 
 import copy
+import io
 import json
 import re
 from pathlib import Path
@@ -454,3 +455,9 @@ def test_no_finetune_bitfit_or_centroid_input_reads_a_probe_split_row(full_run):
         checked.add(f"{metrics['dataset']}-s{metrics['seed']}")
     for centroid in (full_run / "results/centroids").glob("*/centroid.json"):
         assert set(json.loads(centroid.read_text())["models"]) <= checked
+    # the lineage names each dataset's probe split beside its source, and --verify re-hashes it
+    from weightspace.lineage import print_lineage
+
+    out = io.StringIO()
+    assert print_lineage(full_run / "results/loss/calibration.csv", out=out, check=True) == 0
+    assert "probe split results/data/alpha/probe.parquet" in out.getvalue()

@@ -72,6 +72,10 @@ def print_data_lineage(root: Path, models: list[dict[str, Any]], out: TextIO, in
             what = f"package {src.get('package')}: {src['archive']} sha256 {src['archive_sha256'][:12]}, files {src.get('files')}"
         else:
             what = f"local files {src.get('files')}"
+        if "probe" in (info.get("splits_sha256") or {}):
+            probe_path = Path(info_path).parent / "probe.parquet"
+            rows = len(info.get("probe_row_hashes") or [])
+            what += f"; probe split {probe_path} sha256 {info['splits_sha256']['probe'][:12]} ({rows} rows, read by the loss stages only)"
         problems = []
         if check:
             problems += [

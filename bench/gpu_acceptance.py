@@ -79,7 +79,8 @@ def recorded_devices(work: Path) -> dict[str, list[str]]:
     import pandas as pd
 
     found: dict[str, list[str]] = {}
-    for metrics in sorted((work / "results").glob("**/metrics.json")):
+    trained = list((work / "results/models").glob("**/metrics.json")) + list((work / "results/bitfit").glob("**/metrics.json"))
+    for metrics in sorted(trained):  # every finetuned and BitFit model
         found[str(metrics.relative_to(work))] = [json.loads(metrics.read_text())["device"]]
     for calibration in sorted((work / "results/loss/calibration").glob("*.json")):
         found[str(calibration.relative_to(work))] = [json.loads(calibration.read_text())["device"]]

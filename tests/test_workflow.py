@@ -200,8 +200,9 @@ def test_paper_preset_plans_offline_with_gpu_finetunes(tmp_path):
     blocks = re.findall(r"^rule finetune:\n(.*?)(?=^\[|\Z)", out, flags=re.M | re.S)
     assert len(blocks) == int(counts["finetune"])
     assert all(re.search(r"resources: .*\bgpu=1\b", b) for b in blocks)
-    # issue 6/7 stages stay small: one job per (level, group, set), one per centroid, BitFit per run
-    assert int(counts["hull_set"]) == 15 and int(counts["edges"]) == 1
+    # the hull stages stay small: one table per (level, group, set), its scoring in pieces of at
+    # most hull.max_evaluations (20 pieces for the 15 sets); one per centroid, BitFit per run
+    assert int(counts["hull_set_table"]) == 15 and int(counts["hull_set"]) == 20 and int(counts["edges"]) == 1
     assert int(counts["centroid"]) == 12 and int(counts["bitfit"]) == 12 * 2 * 2 * 5
     bitfit = re.findall(r"^rule bitfit:\n(.*?)(?=^\[|\Z)", out, flags=re.M | re.S)
     assert all(re.search(r"resources: .*\bgpu=1\b", b) for b in bitfit)

@@ -131,3 +131,76 @@ def test_one_key_is_overridden_by_a_second_configfile_without_copying_the_config
     default = finetunes(REPO / "config.yaml")
     two_seeds = finetunes(REPO / "config.yaml", mine)
     assert two_seeds * 3 == default * 2  # the default has 3 seeds; everything else of config.yaml stays
+
+
+def test_a_key_given_twice_stops_naming_the_key_the_file_and_the_lines(tmp_path):
+    """YAML keeps the last of two equal keys in silence (`lr` twice trained every model at the
+    second value): every config file is read again strictly."""
+    from weightspace.config import layered_config, read_config_file
+
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("finetune:\n  lr: 1.0e-4\n  batch_size: 16\n  lr: 5.0\n")
+    with pytest.raises(ConfigError, match=r"config key 'lr': given twice in one mapping in .*mine.yaml, lines 2 and 4"):
+        read_config_file(mine)
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("datasets:\n  a: {text: x}\n  a: {text: y}\n")
+    with pytest.raises(ConfigError, match=r"'a': given twice .*twice.yaml, lines 2 and 3"):
+        layered_config([REPO / "config.yaml", twice])
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("zoo:\n  seeds: [0, 1\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml is not valid YAML at line \d+, column \d+"):
+        read_config_file(broken)
+
+
+def test_a_duplicate_key_stops_snakemake_before_any_job(tmp_path):
+    import subprocess
+    import sys
+
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("zoo:\n  seeds: [0]\n  seeds: [0, 1]\n")
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n", "--configfile", str(REPO / "config.yaml"), str(mine)]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert done.returncode != 0
+    assert f"invalid config: config key 'seeds': given twice in one mapping in {mine}, lines 2 and 3" in done.stdout + done.stderr
+
+
+def test_layered_configs_replace_a_base_model_and_a_redefined_dataset_whole(tmp_path):
+    """`--configfile config.yaml presets/paper.yaml` is the paper preset exactly: base_model
+    (package vs hub) and rotten_tomatoes (a package file vs the hub) are not mixed; an entry
+    without a source overrides keys of the earlier one."""
+    from weightspace.config import layered_config, read_config_file
+
+    layered = layered_config([REPO / "config.yaml", REPO / "presets/paper.yaml"])
+    paper = read_config_file(REPO / "presets/paper.yaml")
+    assert layered["base_model"] == paper["base_model"]
+    assert layered["datasets"]["rotten_tomatoes"] == paper["datasets"]["rotten_tomatoes"]
+    assert check(layered)["zoo"] == check(paper)["zoo"]
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("datasets:\n  drugs: {max_train: 50}\nzoo:\n  seeds: [0]\n")
+    over = layered_config([REPO / "config.yaml", mine], {"finetune": {"lr": 0.5}})
+    default = read_config_file(REPO / "config.yaml")
+    assert over["datasets"]["drugs"] == {**default["datasets"]["drugs"], "max_train": 50}
+    assert over["zoo"] == {**default["zoo"], "seeds": [0]} and over["finetune"] == {**default["finetune"], "lr": 0.5}
+
+
+@pytest.mark.slow
+def test_both_forms_of_the_paper_preset_plan_the_same_jobs(tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    def jobs(*configfiles):
+        cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n", "--configfile", *map(str, configfiles)]
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        return sorted(re.findall(r"^\s+output: (.*)$", done.stdout, flags=re.M))
+
+    alone = jobs(REPO / "presets/paper.yaml")
+    assert len(alone) > 1000 and jobs(REPO / "config.yaml", REPO / "presets/paper.yaml") == alone
+
+
+def test_a_datasets_own_max_steps_before_the_last_snapshot_stops(tiny_config_dict):
+    tiny_config_dict["finetune"]["snapshots"] = [4, 12]
+    tiny_config_dict["datasets"]["beta"]["finetune"] = {"max_steps": 8}
+    with pytest.raises(ConfigError, match=r"datasets.beta.finetune.max_steps': 8 stops before the last snapshot, step 12"):
+        check(tiny_config_dict)

@@ -331,6 +331,10 @@ def _check_snapshots(config: dict) -> None:
         raise ConfigError("finetune.snapshots", str(e)) from None
     if ft.get("max_steps") and steps and steps[-1] > ft["max_steps"]:
         raise ConfigError("finetune.snapshots", f"step {steps[-1]} is past finetune.max_steps ({ft['max_steps']})")
+    for name in config["zoo"]["datasets"]:  # a dataset's own max_steps may not stop before the last snapshot either
+        own = (config["datasets"][name].get("finetune") or {}).get("max_steps")
+        if own and steps and steps[-1] > own:
+            raise ConfigError(f"datasets.{name}.finetune.max_steps", f"{own} stops before the last snapshot, step {steps[-1]} (finetune.snapshots)")
     # absent when there are none: a config without snapshots plans exactly as before
     ft.pop("snapshots", None)
     if steps:
@@ -352,3 +356,79 @@ def _check_centroid(config: dict) -> None:
     for d in centroid_targets(config):
         if not centroid_members(config, d):
             raise ConfigError("centroid.region", f"the centroid for {d!r} would average no model: the region has only {d!r}'s models")
+
+
+# --- config files, read strictly and layered ----------------------------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML itself keeps the last
+    silently: `lr` twice trained every model at the second value)."""
+
+
+def _no_duplicate_keys(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise ConfigError(str(key), f"given twice in one mapping in {loader.name}, lines {seen[key]} and {line}; YAML would silently keep the last")
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicate_keys)
+
+
+def read_config_file(path: str | Path) -> dict:
+    """One config file, read strictly: a duplicate key or a syntax error names the file and the line."""
+    path = Path(path)
+    with open(path, encoding="utf-8") as f:
+        loader = _StrictLoader(f)
+        loader.name = str(path)
+        try:
+            data = loader.get_single_data()
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+            raise ConfigError("<file>", f"{path} is not valid YAML at {where}: {e.problem or e.context}") from None
+        finally:
+            loader.dispose()
+    if not isinstance(data, dict):
+        raise ConfigError("<top level>", f"{path} must hold a mapping of config keys")
+    return data
+
+
+def _merged(base: Any, over: Any) -> Any:
+    """Snakemake's merge of config files: mappings key by key, anything else replaced."""
+    if isinstance(base, Mapping) and isinstance(over, Mapping):
+        out = dict(base)
+        for key, value in over.items():
+            out[key] = _merged(base.get(key), value) if key in base else copy.deepcopy(value)
+        return out
+    return copy.deepcopy(over)
+
+
+def layered_config(files: Iterable[str | Path], overrides: Mapping[str, Any] | None = None) -> dict:
+    """The config of `--configfile A B ...` (later files over earlier ones) and `--config`
+    `overrides`, merged as Snakemake merges them with one difference: a mapping that is one of
+    several kinds is replaced whole, never mixed. `base_model` (package, hub or local) is taken
+    whole from the last file that gives it, and a dataset entry that gives a `source` is a new
+    definition that replaces the earlier one whole (an entry without `source` overrides keys of
+    the earlier one). So `--configfile config.yaml presets/paper.yaml` plans exactly as
+    `--configfile presets/paper.yaml`, and `--configfile config.yaml mine.yaml` with one key in
+    mine.yaml changes only that key."""
+    config: dict = {}
+    for path in files:
+        layer = read_config_file(path)
+        registry = dict(config.get("datasets") or {})
+        for name, entry in (layer.get("datasets") or {}).items():
+            if name in registry and isinstance(entry, Mapping) and "source" in entry:
+                registry.pop(name)  # a new definition: nothing of the earlier one stays
+        merged = _merged(config, {k: v for k, v in layer.items() if k != "base_model"})
+        if "datasets" in layer:
+            merged["datasets"] = _merged(registry, layer.get("datasets") or {})
+        if "base_model" in layer:
+            merged["base_model"] = copy.deepcopy(layer["base_model"])
+        config = merged
+    return _merged(config, dict(overrides or {}))

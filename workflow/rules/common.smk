@@ -8,6 +8,7 @@ from weightspace.config import (
     data_entry,
     dataset_settings,
     finetune_settings,
+    layered_config,
     load_schema,
     validate_config,
 )
@@ -19,6 +20,15 @@ from weightspace.sources import check_hub_model, package_dirname
 from weightspace.weights import parameter_count
 
 try:
+    # Every config file again, read strictly (a key given twice, named with its file and line)
+    # and layered so that a one-of-several-kinds mapping (base_model, a dataset's definition)
+    # is replaced whole, never mixed (weightspace.config.layered_config); --config on top.
+    _layered = layered_config(
+        workflow.config_settings.configfiles or workflow.configfiles,
+        workflow.config_settings.config,
+    )
+    config.clear()
+    config.update(_layered)
     validate_config(
         config,
         load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"),

@@ -327,3 +327,27 @@ def test_paper_preset_jobs_go_to_the_partition_their_resources_ask_for(tmp_path)
     assert jobs > 1000
     # formation_loss runs only where snapshots are configured (opt-in: not in the paper preset)
     assert MODEL_PASSES - ({"formation_loss"} if not steps else set()) <= seen and {"flatten", "gram_part", "centroid"} <= seen
+
+
+@pytest.mark.parametrize("xdg", [False, True], ids=["home", "xdg_config_home"])
+def test_the_readme_profile_line_makes_the_bare_profile_name_work(xdg, tmp_path):
+    """README's setup line, run literally, makes `snakemake --profile slurm` find the profile
+    whether or not XDG_CONFIG_HOME is set (Snakemake looks there first)."""
+    import os
+
+    readme = (REPO / "README.md").read_text()
+    (line,) = [m for m in re.findall(r"`([^`]*ln -sfn[^`]*)`", readme)]
+    env = {k: v for k, v in os.environ.items() if k != "XDG_CONFIG_HOME"}
+    env["HOME"] = str(tmp_path / "home")
+    if xdg:
+        env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")
+    cmd = [sys.executable, "-m", "snakemake", "--profile", "slurm", "-n", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path / "work")]
+    cmd += ["--configfile", str(REPO / "config.yaml")]
+    before = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    assert before.returncode != 0  # no profile named slurm yet
+    done = subprocess.run(["bash", "-c", line], cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    linked = (tmp_path / "xdg" if xdg else tmp_path / "home/.config") / "snakemake/slurm"
+    assert linked.is_symlink() and linked.resolve() == (REPO / "profiles/slurm").resolve()
+    plan = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    assert plan.returncode == 0 and "Using profiles slurm" in plan.stdout + plan.stderr, plan.stderr[-2000:]

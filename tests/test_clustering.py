@@ -85,3 +85,32 @@ def test_grouping_labels_family_priority_and_size_variants():
     assert dom.tolist() == ["twitter", "sentiment", None, None]
     assert grouping_labels(zoo, {"by": "dataset", "models": "size"}).tolist() == [None, None, None, "s"]
     assert grouping_labels(zoo, {"by": "size", "models": "size"}).tolist() == [None, None, None, "200"]
+
+
+def test_one_clustering_core_and_one_answer_for_no_other_dataset_pairs():
+    """cluster_grouping (the zoo) and step_geometry (formation) share cluster_core: the same
+    accuracies and cosines on the same models; with no model of a group from another dataset
+    (grouping by dataset), the other-dataset cosine is None in both."""
+    import numpy as np
+    import pandas as pd
+
+    from weightspace.clustering import cluster_core, cluster_grouping
+    from weightspace.formation import step_geometry
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 20))
+    x = np.repeat(centres, 4, axis=0) + 0.3 * rng.normal(size=(12, 20))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    cos = x @ x.T
+    datasets = [d for d in ("a", "b", "c") for _ in range(4)]
+    labels = pd.Series(datasets, index=[f"m{i}" for i in range(12)])
+    zoo, _, _ = cluster_grouping(cos, labels, 0, datasets)
+    step = step_geometry(cos, datasets, datasets, 0)
+    core = cluster_core(cos, datasets, datasets, 0)["metrics"]
+    for key in ("models", "groups", "accuracy_majority", "accuracy_hungarian", "cosine_within", "cosine_between"):
+        assert zoo[key] == step[key] == core[key], key
+    assert zoo["cosine_within_other_dataset"] is None and step["cosine_within_other_dataset"] is None
+    family = ["f", "f", "f", "f", "f", "f", "f", "f", "g", "g", "g", "g"]
+    assert cluster_core(cos, family, datasets, 0)["metrics"]["cosine_within_other_dataset"] == pytest.approx(float(cos[:4, 4:8].mean()))
+    left_out = [None] * 4 + datasets[4:]  # None (or NaN in a Series) leaves a model out
+    assert cluster_core(cos, left_out, datasets, 0)["metrics"]["models"] == 8

@@ -117,6 +117,38 @@ def grouping_labels(zoo: pd.DataFrame, spec: Mapping[str, Any]) -> pd.Series:
     return pd.Series(labels, index=zoo["model_id"], dtype=object)
 
 
+def cluster_core(cos: np.ndarray, labels: Sequence[Any], datasets: Sequence[str] | None = None, random_state: int = 0) -> dict[str, Any]:
+    """One grouping's clustering, the core the zoo's geometry (cluster_grouping) and the
+    formation's per-step geometry (formation.step_geometry) share: the labelled models (a label
+    of None or NaN leaves a model out), spectral clustering into as many clusters as groups,
+    its accuracy by majority rule and one-to-one, the mean cosine within and between groups,
+    and with `datasets` the mean cosine of models of one group but different datasets (None
+    when no such pair exists). Returns the metrics and what the callers build on (`keep`,
+    `truth`, `clusters`, `affinity`, `cos`: the labelled models' cosines)."""
+    keep = np.array([g is not None and not (isinstance(g, float) and np.isnan(g)) for g in labels], dtype=bool)
+    truth = [str(g) for g in np.asarray(list(labels), dtype=object)[keep]]
+    sub = cos[np.ix_(keep, keep)]
+    k = len(set(truth))
+    if k < 2 or len(truth) <= k:
+        raise ValueError(f"clustering needs at least 2 groups and more models than groups (groups {k}, models {len(truth)})")
+    affinity = affinity_from_cosine(sub)
+    clusters = spectral_clusters(affinity, k, random_state)
+    within, between = within_between(sub, truth)
+    metrics: dict[str, Any] = {
+        "models": len(truth),
+        "groups": k,
+        "accuracy_majority": majority_rule_accuracy(truth, clusters),
+        "accuracy_hungarian": hungarian_accuracy(truth, clusters),
+        "cosine_within": within,
+        "cosine_between": between,
+    }
+    if datasets is not None:
+        t, d = np.asarray(truth), np.asarray(list(datasets))[keep]
+        pairs = (t[:, None] == t[None, :]) & (d[:, None] != d[None, :])
+        metrics["cosine_within_other_dataset"] = float(sub[pairs].mean()) if pairs.any() else None
+    return {"metrics": metrics, "keep": keep, "truth": truth, "clusters": clusters, "affinity": affinity, "cos": sub}
+
+
 def cluster_grouping(
     cos: np.ndarray, labels: pd.Series, random_state: int = 0, datasets: Sequence[str] | None = None
 ) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
@@ -124,29 +156,12 @@ def cluster_grouping(
     per-group scores). `cos` is the cosine matrix of all zoo models, in `labels`' order.
     With `datasets` (each model's dataset), also the mean cosine between models of the same
     group but different datasets: the family-level signal without the dataset-level one."""
-    keep = labels.notna().to_numpy()
-    truth = labels[keep].astype(str).tolist()
-    sub = cos[np.ix_(keep, keep)]
-    affinity = affinity_from_cosine(sub)
-    k = len(set(truth))
-    if k < 2 or len(truth) <= k:
-        raise ValueError(f"clustering needs at least 2 groups and more models than groups (groups {k}, models {len(truth)})")
-    clusters = spectral_clusters(affinity, k, random_state)
-    xy = tsne_coordinates(affinity, random_state)
-    within, between = within_between(sub, truth)
-    metrics = {
-        "models": len(truth),
-        "groups": k,
-        "accuracy_majority": majority_rule_accuracy(truth, clusters),
-        "accuracy_hungarian": hungarian_accuracy(truth, clusters),
-        "cosine_within": within,
-        "cosine_between": between,
-        "affinity": "0.5*(cos+1)" if (sub < 0).any() else "cos",
-    }
-    if datasets is not None:
-        t, d = np.asarray(truth), np.asarray(datasets)[keep]
-        pairs = (t[:, None] == t[None, :]) & (d[:, None] != d[None, :])
-        metrics["cosine_within_other_dataset"] = float(sub[pairs].mean()) if pairs.any() else None
+    core = cluster_core(cos, labels.where(labels.notna(), None).tolist(), datasets, random_state)
+    keep, truth, clusters, sub = core["keep"], core["truth"], core["clusters"], core["cos"]
+    xy = tsne_coordinates(core["affinity"], random_state)
+    metrics = {**core["metrics"], "affinity": "0.5*(cos+1)" if (sub < 0).any() else "cos"}
+    if datasets is not None:  # after the affinity, as before
+        metrics["cosine_within_other_dataset"] = metrics.pop("cosine_within_other_dataset")
     mapping = majority_mapping(truth, clusters)
     assignments = pd.DataFrame(
         {

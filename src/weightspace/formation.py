@@ -23,8 +23,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .clustering import hungarian_accuracy, majority_rule_accuracy, spectral_clusters, within_between
-from .geometry import affinity_from_cosine, cosine, gram_partial, part_range
+from .clustering import cluster_core, hungarian_accuracy
+from .geometry import cosine, gram_partial, part_range
 
 
 def gram_in_parts(models: Sequence[str | Path], pretrained: str | Path, parts: int, chunk_size: int, num_positions: int) -> np.ndarray:
@@ -55,28 +55,18 @@ def step_geometry(cos: np.ndarray, labels: Sequence[str | None], datasets: Seque
     beside chance), mean cosine within and between groups and their ratio, and the mean
     cosine of models of the same group but different datasets (the family signal without the
     dataset one). `labels`: each model's group (None: left out of this grouping)."""
-    keep = np.array([g is not None for g in labels])
-    truth = [str(g) for g in np.asarray(labels, dtype=object)[keep]]
-    sub = cos[np.ix_(keep, keep)]
-    k = len(set(truth))
-    if k < 2 or len(truth) <= k:
-        raise ValueError(f"clustering needs at least 2 groups and more models than groups (groups {k}, models {len(truth)})")
-    assigned = spectral_clusters(affinity_from_cosine(sub), k, random_state)
-    within, between = within_between(sub, truth)
-    t, d = np.asarray(truth), np.asarray(datasets)[keep]
-    other = (t[:, None] == t[None, :]) & (d[:, None] != d[None, :])
+    core = cluster_core(cos, labels, datasets, random_state)
+    m = core["metrics"]
+    within, between = m["cosine_within"], m["cosine_between"]
     row = {
-        "models": len(truth),
-        "groups": k,
-        "accuracy_majority": majority_rule_accuracy(truth, assigned),
-        "accuracy_hungarian": hungarian_accuracy(truth, assigned),
-        "chance_hungarian": chance_accuracy(truth, assigned, seed=random_state),
+        **{k: m[k] for k in ("models", "groups", "accuracy_majority", "accuracy_hungarian")},
+        "chance_hungarian": chance_accuracy(core["truth"], core["clusters"], seed=random_state),
         "cosine_within": within,
         "cosine_between": between,
         # a ratio of cosines only reads as "times closer" while the between-group mean is positive
         "within_between_ratio": within / between if between > 0 else float("nan"),
         "cosine_gap": within - between,
-        "cosine_within_other_dataset": float(sub[other].mean()) if other.any() else float("nan"),
+        "cosine_within_other_dataset": m["cosine_within_other_dataset"],  # None without such pairs
     }
     row["clusters"] = clusters(row)
     return row

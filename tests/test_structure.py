@@ -109,3 +109,22 @@ def test_which_models_questions_live_in_the_plan_only():
             continue
         defined = {n.name for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef)}
         assert not defined & answers, f"{path.name} answers {sorted(defined & answers)} again"
+
+
+def test_the_snakefile_imports_no_torch():
+    """Every Snakemake start (and every dry run) pays for what the Snakefile imports: the
+    library modules it names import neither torch nor transformers."""
+    import re
+    import subprocess
+    import sys
+
+    text = "\n".join(p.read_text() for p in [REPO / "Snakefile", *sorted((REPO / "workflow/rules").rglob("*.smk"))])
+    modules = sorted(
+        set(re.findall(r"^\s*from (weightspace(?:\.\w+)?) import", text, flags=re.M)) | set(re.findall(r"^\s*import (weightspace\.\w+)", text, flags=re.M))
+    )
+    assert "weightspace.config" in modules and "weightspace.sizing" in modules
+    code = f"import sys; sys.path.insert(0, {str(REPO / 'src')!r}); " + "; ".join(f"import {m}" for m in modules)
+    code += "; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", modules

@@ -17,32 +17,18 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-# Host memory of a job that scores points, per body parameter: the feature model's float32
-# weights, the pretrained body (float32) and one checkpoint being read (float32) are fixed;
-# each point of a chunk adds its float64 accumulator; a checkpoint held in memory (a path's
-# endpoints) adds 4 bytes. Plus the interpreter, torch, the tokenizer and cached features.
-FIXED_BYTES_PER_PARAMETER = 12
-POINT_BYTES_PER_PARAMETER = 8
-LOADED_BYTES_PER_PARAMETER = 4
-OVERHEAD_MB = 1500
-HEADROOM = 1.2
-
-
-DEFAULT_CHUNK = 8
-
-
-def configured_chunk(config: Mapping[str, Any]) -> int:
-    """Points materialised at a time: the config's hull.chunk (read by every stage that scores
-    points, the paths too, also when no hull is configured), else DEFAULT_CHUNK."""
-    return int((config.get("hull") or {}).get("chunk") or DEFAULT_CHUNK)
-
-
-def points_memory_mb(body_parameters: int, chunk: int, loaded: int = 0) -> int:
-    """Host memory (MB) a job needs to materialise `chunk` points at a time from bodies of
-    `body_parameters` parameters, with `loaded` checkpoints held in memory; 20% headroom.
-    MiniLM-L6 (22.7 M), chunk 8: 3.5 GB; roberta-base (124 M), chunk 8: 12.3 GB."""
-    per_parameter = FIXED_BYTES_PER_PARAMETER + POINT_BYTES_PER_PARAMETER * chunk + LOADED_BYTES_PER_PARAMETER * loaded
-    return math.ceil(HEADROOM * per_parameter * body_parameters / 2**20 + OVERHEAD_MB)
+# The sizes (memory per point, the configured chunk) live in the torch-free `sizing`, which
+# the Snakefile imports; re-exported here for the loss stages.
+from .sizing import (  # noqa: E402,F401
+    DEFAULT_CHUNK,
+    FIXED_BYTES_PER_PARAMETER,
+    HEADROOM,
+    LOADED_BYTES_PER_PARAMETER,
+    OVERHEAD_MB,
+    POINT_BYTES_PER_PARAMETER,
+    configured_chunk,
+    points_memory_mb,
+)
 
 
 def points_chunk(body_parameters: int, limit: int, memory_mb: float | None = None, device: torch.device | str | None = None, loaded: int = 0) -> int:

@@ -31,6 +31,7 @@ import torch
 
 from .integrity import CorruptFile, chunk_digest, verify_checkpoint, verify_file
 from .io import atomic_path, sha256_file, write_json
+from .sizing import parameter_count  # noqa: F401 (re-exported: the rules and tests read it here)
 
 FORMAT_VERSION = 1
 COLUMN = "weight"
@@ -54,20 +55,6 @@ def in_body(name: str) -> bool:
     `encoder.layer.0...`) belongs to the body. The pooler is part of the head: in BERT-style
     models it only feeds the classifier, like the dense + tanh layer of RoBERTa's head."""
     return name.split(".", 1)[0] not in HEAD_MODULES
-
-
-def parameter_count(model_dir: str | Path) -> int:
-    """Parameters stored in a model folder's model.safetensors, from its header (nothing is
-    loaded). FileNotFoundError while the folder is still to be made (Snakemake then sizes the
-    job's resources later)."""
-    from safetensors import safe_open
-
-    path = Path(model_dir) / "model.safetensors"
-    if not path.is_file():
-        # filename = the folder as named: Snakemake recognises a job input that is still to come
-        raise FileNotFoundError(2, "no model.safetensors yet", str(model_dir))
-    with safe_open(str(path), framework="pt") as f:
-        return sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
 
 
 def body_prefix(model_dir: str | Path) -> str:

@@ -14,10 +14,9 @@ from weightspace.config import (
 )
 from weightspace import plan
 from weightspace.plan import main_datasets, model_id, seeds_of, zoo_members
-from weightspace.points import configured_chunk, points_memory_mb
+from weightspace.sizing import configured_chunk, parameter_count, points_memory_mb
 from weightspace.provenance import git_state
 from weightspace.sources import check_hub_model, package_dirname
-from weightspace.weights import parameter_count
 
 try:
     # Every config file again, read strictly (a key given twice, named with its file and line)

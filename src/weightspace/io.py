@@ -24,7 +24,8 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def fsync_dir(path: str | Path) -> None:
+def fsync_path(path: str | Path) -> None:
+    """Flush a file's, or a folder's entries', writes to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -54,7 +55,7 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         if final.is_dir() and not final.is_symlink():
             shutil.rmtree(final)
         os.replace(target, final)
-        fsync_dir(final.parent)
+        fsync_path(final.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

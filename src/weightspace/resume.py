@@ -22,7 +22,8 @@ from typing import Any, Mapping
 import torch
 from safetensors.torch import load_file, save_file
 
-from .io import atomic_path
+from .integrity import CHECKSUMS_FILE, CorruptFile, verify_checkpoint
+from .io import atomic_path, fsync_path, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +36,6 @@ class ResumeCorrupt(RuntimeError):
     """The resume state's files do not match its checksums (torn by a crash, or altered)."""
 
 
-CHECKSUMS = "checksums.json"
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def recorded_environment(state_dir: Path) -> dict[str, Any] | None:
     """The environment (device, autocast, ...) a resume state was written in; None if there is
     no state."""
@@ -56,19 +46,19 @@ def recorded_environment(state_dir: Path) -> dict[str, Any] | None:
 
 
 def verify_state(ckpt: Path) -> None:
-    """Check every file of a checkpoint folder against its checksums.json; ResumeCorrupt names
-    the file and the fix."""
-    from .io import sha256_file
-
-    fix = f"it cannot be resumed safely: delete {ckpt.parent} to start this model over"
-    if not (ckpt / CHECKSUMS).is_file():
-        raise ResumeCorrupt(f"resume state {ckpt} has no {CHECKSUMS} (torn, or written by an older version): {fix}")
-    recorded = json.loads((ckpt / CHECKSUMS).read_text())
-    for name, digest in recorded.items():
-        if not (ckpt / name).is_file():
-            raise ResumeCorrupt(f"resume state {ckpt}: {name} is missing: {fix}")
-        if sha256_file(ckpt / name) != digest:
-            raise ResumeCorrupt(f"resume state {ckpt}: {name} does not match its sha256 in {CHECKSUMS} (torn or altered): {fix}")
+    """Check every file of a checkpoint folder against its checksums.json (the check every
+    checkpoint gets, integrity.verify_checkpoint); ResumeCorrupt names the file and the fix."""
+    try:
+        verify_checkpoint(ckpt, required=True)
+    except CorruptFile as e:
+        bad = Path(e.path)
+        if bad.name == CHECKSUMS_FILE:
+            problem = f"has no {CHECKSUMS_FILE} (torn, or written by an older version)"
+        elif not bad.is_file():
+            problem = f"{bad.name} is missing"
+        else:
+            problem = f"{bad.name} does not match its sha256 in {CHECKSUMS_FILE} (torn or altered)"
+        raise ResumeCorrupt(f"resume state {ckpt}: {problem}: it cannot be resumed safely: delete {ckpt.parent} to start this model over") from None
 
 
 @dataclass
@@ -142,18 +132,14 @@ def save_checkpoint(
         if scaler is not None:
             record["scaler"] = scaler.state_dict()
         (tmp / "state.json").write_text(json.dumps(record, default=str))
-        from .io import sha256_file
-
-        files = sorted(p.name for p in tmp.iterdir())
+        # a linked best file keeps its recorded digest (the same bytes): no second read
+        linked = json.loads((previous / CHECKSUMS_FILE).read_text()) if previous_best is not None and (previous / CHECKSUMS_FILE).is_file() else {}
         digests = {}
-        for name in files:
-            _fsync_file(tmp / name)
-            # a linked best file keeps its recorded digest (the same bytes): no second read
-            same = name == "best.safetensors" and previous_best is not None and (previous / CHECKSUMS).is_file()
-            digests[name] = json.loads((previous / CHECKSUMS).read_text()).get(name) if same else None
-            digests[name] = digests[name] or sha256_file(tmp / name)
-        (tmp / CHECKSUMS).write_text(json.dumps(digests, indent=1))
-        _fsync_file(tmp / CHECKSUMS)
+        for path in sorted(tmp.iterdir()):
+            fsync_path(path)
+            digests[path.name] = linked.get(path.name) if path.name == "best.safetensors" and path.name in linked else sha256_file(path)
+        (tmp / CHECKSUMS_FILE).write_text(json.dumps(digests, indent=1))
+        fsync_path(tmp / CHECKSUMS_FILE)
 
 
 def load_checkpoint(

@@ -267,11 +267,7 @@ def make_splits(dataset: str, parts: Mapping[str, pd.DataFrame], entry: Mapping[
         train = train[~leak].reset_index(drop=True)
         _check_labels(dataset, train, labels, settings["min_examples_per_label"], "the train split")
 
-    dev_fraction = settings["dev_fraction"]
-    if settings["max_dev"] is not None:
-        dev_fraction = min(dev_fraction, settings["max_dev"] / len(train))
-    rest, held = stratified_split(train[LABEL].to_numpy(), dev_fraction, rng)
-    train, dev = train.iloc[rest].reset_index(drop=True), train.iloc[held].reset_index(drop=True)
+    train, dev = carve(train, settings["dev_fraction"], settings["max_dev"], rng)
     train, probe = carve_probe(dataset, train, settings, rng)
     train = _cap(train, settings["max_train"], rng)
     dev = _cap(dev, settings["max_dev"], rng)
@@ -287,18 +283,24 @@ def carve_probe(dataset: str, train: pd.DataFrame, settings: Mapping[str, Any], 
     """(train, probe): a seeded stratified `probe_fraction` of train, at most `max_probe`
     examples, becomes the probe split (module docstring). Fewer than `min_probe` examples stops
     the run, naming the settings that fix it."""
-    fraction = settings["probe_fraction"]
-    if settings["max_probe"] is not None:
-        fraction = min(fraction, settings["max_probe"] / len(train))
-    rest, held = stratified_split(train[LABEL].to_numpy(), fraction, rng)
-    if len(held) < settings["min_probe"]:
+    rest, probe = carve(train, settings["probe_fraction"], settings["max_probe"], rng)
+    if len(probe) < settings["min_probe"]:
         raise DataError(
             dataset,
-            f"the probe split would hold {len(held)} examples (probe_fraction {settings['probe_fraction']} of {len(train)} train examples), "
+            f"the probe split would hold {len(probe)} examples (probe_fraction {settings['probe_fraction']} of {len(train)} train examples), "
             f"fewer than min_probe {settings['min_probe']}: raise this dataset's probe_fraction, or lower data.min_probe "
             "(a probe fitted on fewer examples measures its own noise)",
         )
-    return train.iloc[rest].reset_index(drop=True), train.iloc[held].reset_index(drop=True)
+    return rest, probe
+
+
+def carve(df: pd.DataFrame, fraction: float, cap: int | None, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rest, held out): a seeded stratified `fraction` of `df`, at most `cap` examples, held
+    out (the dev and the probe split are carved so from train)."""
+    if cap is not None:
+        fraction = min(fraction, cap / len(df))
+    rest, held = stratified_split(df[LABEL].to_numpy(), fraction, rng)
+    return df.iloc[rest].reset_index(drop=True), df.iloc[held].reset_index(drop=True)
 
 
 def _check_labels(dataset: str, df: pd.DataFrame, labels: Sequence[str], minimum: int, where: str) -> None:

@@ -119,13 +119,13 @@ def grouping_labels(zoo: pd.DataFrame, spec: Mapping[str, Any]) -> pd.Series:
 
 def cluster_core(cos: np.ndarray, labels: Sequence[Any], datasets: Sequence[str] | None = None, random_state: int = 0) -> dict[str, Any]:
     """One grouping's clustering, the core the zoo's geometry (cluster_grouping) and the
-    formation's per-step geometry (formation.step_geometry) share: the labelled models (a label
-    of None or NaN leaves a model out), spectral clustering into as many clusters as groups,
+    formation's per-step geometry (formation.step_geometry) share: the labelled models (a
+    missing label, None or NaN, leaves a model out), spectral clustering into as many clusters as groups,
     its accuracy by majority rule and one-to-one, the mean cosine within and between groups,
     and with `datasets` the mean cosine of models of one group but different datasets (None
     when no such pair exists). Returns the metrics and what the callers build on (`keep`,
     `truth`, `clusters`, `affinity`, `cos`: the labelled models' cosines)."""
-    keep = np.array([g is not None and not (isinstance(g, float) and np.isnan(g)) for g in labels], dtype=bool)
+    keep = np.array([not pd.isna(g) for g in labels], dtype=bool)
     truth = [str(g) for g in np.asarray(list(labels), dtype=object)[keep]]
     sub = cos[np.ix_(keep, keep)]
     k = len(set(truth))
@@ -156,12 +156,10 @@ def cluster_grouping(
     per-group scores). `cos` is the cosine matrix of all zoo models, in `labels`' order.
     With `datasets` (each model's dataset), also the mean cosine between models of the same
     group but different datasets: the family-level signal without the dataset-level one."""
-    core = cluster_core(cos, labels.where(labels.notna(), None).tolist(), datasets, random_state)
+    core = cluster_core(cos, labels.tolist(), datasets, random_state)
     keep, truth, clusters, sub = core["keep"], core["truth"], core["clusters"], core["cos"]
     xy = tsne_coordinates(core["affinity"], random_state)
     metrics = {**core["metrics"], "affinity": "0.5*(cos+1)" if (sub < 0).any() else "cos"}
-    if datasets is not None:  # after the affinity, as before
-        metrics["cosine_within_other_dataset"] = metrics.pop("cosine_within_other_dataset")
     mapping = majority_mapping(truth, clusters)
     assignments = pd.DataFrame(
         {

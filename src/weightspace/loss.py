@@ -48,6 +48,29 @@ def subsample(df: pd.DataFrame, cap: int | None, key: str) -> pd.DataFrame:
 PROBE_ON = ("probe", "train")
 
 
+def _capped_splits(files: Sequence[str], wanted: Sequence[tuple[str, str]], loss: Mapping[str, Any]) -> dict[tuple[str, str], pd.DataFrame]:
+    """(dataset, split) -> that split as the probe sees it: capped by the `loss` settings
+    (max_train for a fitting split, max_test for test; seeded stratified subsamples, the same
+    examples in every job). `files`: the jobs' split files, `<folder>/<dataset>/<split>.parquet`."""
+    from pathlib import Path
+
+    from .data import load_split
+
+    by_name = {(Path(f).parent.name, Path(f).stem): str(f) for f in files}
+    missing = [f"{d}/{s}" for d, s in wanted if (d, s) not in by_name]
+    if missing:
+        raise ValueError(f"no split file for {missing} among {list(files)[:6]}")
+    caps = {"test": loss["max_test"]}
+    return {(d, s): subsample(load_split(by_name[(d, s)]), caps.get(s, loss["max_train"]), f"{d}/{s}") for d, s in dict.fromkeys(wanted)}
+
+
+def _fit_on(loss: Mapping[str, Any], fit_on: str | None = None) -> str:
+    fit_on = fit_on or loss.get("probe_on", "probe")
+    if fit_on not in PROBE_ON:
+        raise ValueError(f"loss.probe_on must be one of {PROBE_ON}, not {fit_on!r}")
+    return fit_on
+
+
 def probe_splits(
     datasets: Sequence[str], loss: Mapping[str, Any], files: Sequence[str], fit_on: str | None = None
 ) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
@@ -55,24 +78,18 @@ def probe_splits(
     (`fit_on`, by default the config's `loss.probe_on`: `probe` or `train`) and the test split,
     capped by the `loss` settings (max_train, max_test), the same examples in every job.
     `files`: the jobs' split files, `<folder>/<dataset>/<split>.parquet` of each dataset."""
-    from pathlib import Path
+    fit_on = _fit_on(loss, fit_on)
+    splits = _capped_splits(files, [(d, s) for d in datasets for s in (fit_on, "test")], loss)
+    return {name: (splits[(name, fit_on)], splits[(name, "test")]) for name in datasets}
 
-    from .data import load_split
 
-    fit_on = fit_on or loss.get("probe_on", "probe")
-    if fit_on not in PROBE_ON:
-        raise ValueError(f"loss.probe_on must be one of {PROBE_ON}, not {fit_on!r}")
-    by_name = {(Path(f).parent.name, Path(f).stem): str(f) for f in files}
-    missing = [f"{d}/{s}" for d in datasets for s in (fit_on, "test") if (d, s) not in by_name]
-    if missing:
-        raise ValueError(f"no split file for {missing} among {list(files)[:6]}")
-    return {
-        name: (
-            subsample(load_split(by_name[(name, fit_on)]), loss["max_train"], f"{name}/{fit_on}"),
-            subsample(load_split(by_name[(name, "test")]), loss["max_test"], f"{name}/test"),
-        )
-        for name in datasets
-    }
+def fit_train_test(dataset: str, loss: Mapping[str, Any], files: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(fit, train, test) of one dataset as the probe sees them, each read once: the split the
+    head is fitted on (loss.probe_on), the finetunes' train split (for the train-split reading
+    beside it; the same frame as `fit` when probe_on is train) and test."""
+    fit_on = _fit_on(loss)
+    splits = _capped_splits(files, [(dataset, fit_on), (dataset, "train"), (dataset, "test")], loss)
+    return splits[(dataset, fit_on)], splits[(dataset, "train")], splits[(dataset, "test")]
 
 
 POOLINGS = ("first", "mean")

@@ -6,7 +6,7 @@ import logging
 from weightspace.device import configure_torch
 from weightspace.io import write_json
 from weightspace.logs import to_log_file
-from weightspace.loss import calibrate_target, extractor_for, probe_splits
+from weightspace.loss import calibrate_target, extractor_for, fit_train_test
 from weightspace.points import Point, materialize
 from weightspace.weights import body_prefix, pretrained_body
 
@@ -14,8 +14,7 @@ to_log_file(snakemake.log[0])
 configure_torch(snakemake.threads)
 loss, dataset = snakemake.params.loss, snakemake.wildcards.dataset
 # the head's fit split (loss.probe_on) and, for the memorisation columns, the train split
-((fit, test),) = probe_splits([dataset], loss, snakemake.input.data).values()
-((train, _),) = probe_splits([dataset], loss, snakemake.input.data, fit_on="train").values()
+fit, train, test = fit_train_test(dataset, loss, snakemake.input.data)
 pretrained = pretrained_body(snakemake.input.base)
 prefix = body_prefix(snakemake.input.base) + "."
 # one body in memory at a time (the paper preset has 20 seeds of roberta-base on a dataset)
@@ -23,7 +22,7 @@ bodies = (
     (model, materialize(Point.combination([folder], [1.0]), pretrained, prefix))
     for model, folder in zip(snakemake.params.models, snakemake.input.models, strict=True)
 )
-result = calibrate_target(extractor_for(snakemake.input.base, loss), bodies, dataset, fit, test, loss, None if loss["probe_on"] == "train" else train)
+result = calibrate_target(extractor_for(snakemake.input.base, loss), bodies, dataset, fit, test, loss, train)
 write_json(snakemake.output.json, result)
 for r in result["models"]:
     logging.info(

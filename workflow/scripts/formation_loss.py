@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from weightspace.device import configure_torch
 from weightspace.finetune import snapshot_path
 from weightspace.logs import to_log_file
-from weightspace.loss import both_readings, extractor_for, probe_splits
+from weightspace.loss import both_readings, extractor_for, fit_train_test
 from weightspace.plan import model_id
 from weightspace.points import Point, materialize
 from weightspace.weights import body_prefix, pretrained_body
@@ -23,8 +23,7 @@ from weightspace.weights import body_prefix, pretrained_body
 to_log_file(snakemake.log[0])
 configure_torch(snakemake.threads)
 loss, dataset = snakemake.params.loss, snakemake.wildcards.dataset
-((fit, test),) = probe_splits([dataset], loss, snakemake.input.data).values()
-((train, _),) = probe_splits([dataset], loss, snakemake.input.data, fit_on="train").values()
+fit, train, test = fit_train_test(dataset, loss, snakemake.input.data)
 fit_y, train_y, test_y = fit["label"].to_numpy(), train["label"].to_numpy(), test["label"].to_numpy()
 pretrained = pretrained_body(snakemake.input.base)
 prefix = body_prefix(snakemake.input.base) + "."
@@ -34,7 +33,7 @@ runs = [(member, folder, step) for member, folder in zip(snakemake.params.models
 for (d, seed), folder, step in tqdm(runs, desc=f"snapshots on {dataset}", mininterval=1.0):
     extractor.set_body(materialize(Point.combination([str(snapshot_path(folder, step))], [1.0]), pretrained, prefix))
     fx, vx = extractor.features(fit, "fit"), extractor.features(test, "test")
-    tx = fx if loss["probe_on"] == "train" else extractor.features(train, "train")
+    tx = fx if train is fit else extractor.features(train, "train")
     rows.append(
         {
             "model_id": model_id(d, seed),

@@ -62,6 +62,11 @@ def commit() -> str:
     return done.stdout.strip() + ("+changes" if dirty else "") if done.returncode == 0 else "unknown"
 
 
+def clean_env() -> dict[str, str]:
+    """This process's environment without the fault-injection switches (a kill must never leak into a run)."""
+    return {k: v for k, v in os.environ.items() if k not in ("WEIGHTSPACE_KILL_AFTER_STEP", "WEIGHTSPACE_TERM_AFTER_STEP")}
+
+
 # --- the workflow on the device ----------------------------------------------------------------------
 
 
@@ -111,7 +116,7 @@ def check_workflow(work: Path, expected: str, reuse: Path | None = None) -> dict
     config = write_config(work, config)
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work), "--configfile", str(config), "--cores", "all"]
     cmd += ["--scheduler", "greedy"]  # no pulp needed (the device carries no ILP solver: bench/device_wheels.sh)
-    env = {k: v for k, v in os.environ.items() if k not in ("WEIGHTSPACE_KILL_AFTER_STEP", "WEIGHTSPACE_TERM_AFTER_STEP")}
+    env = clean_env()
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     if done.returncode != 0:
@@ -141,27 +146,30 @@ def finetune_process(model: Path, out: Path, state: Path, cfg: dict, env_extra: 
         f"cfg = FinetuneConfig(**{cfg!r});"
         f"run_finetune({str(model)!r}, toy_splits(96, 64), ['bad', 'good'], {str(out)!r}, {str(state)!r}, 'acceptance', 0, cfg, progress=False)"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("WEIGHTSPACE_KILL_AFTER_STEP", "WEIGHTSPACE_TERM_AFTER_STEP")}
+    env = clean_env()
     env.update(env_extra, PYTHONPATH=os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")]))
     return subprocess.run([sys.executable, "-c", code, str(REPO / "tests"), str(REPO / "src")], env=env, capture_output=True, text=True, timeout=900)
 
 
-def check_interrupted(work: Path, model: Path, signal_env: str, at: int, expected_rc: int) -> dict:
+def check_interrupted(work: Path, model: Path, whole: Path, signal_env: str, at: int, expected_rc: int) -> dict:
+    """Interrupt a finetune with `signal_env` after step `at`, rerun it, compare with the
+    uninterrupted run in `whole` (made by the first check that needs it, shared by the others)."""
     from weightspace.finetune import FinetuneConfig
 
     cfg = dataclasses.asdict(
         FinetuneConfig(lr=1e-3, batch_size=8, epochs=5, max_steps=12, max_length=16, eval_every=4, patience=10, checkpoint_every=4, precision="auto")
     )
-    whole = finetune_process(model, work / "whole", work / "state-whole", cfg, {})
-    if whole.returncode != 0:
-        return {"ok": False, "detail": f"uninterrupted run failed: {whole.stderr[-800:]}"}
+    if not (whole / "model.safetensors").is_file():
+        done = finetune_process(model, whole, whole.with_name("state-whole"), cfg, {})
+        if done.returncode != 0:
+            return {"ok": False, "detail": f"uninterrupted run failed: {done.stderr[-800:]}"}
     cut = finetune_process(model, work / "resumed", work / "state", cfg, {signal_env: str(at)})
     if cut.returncode != expected_rc:
         return {"ok": False, "detail": f"interrupted run returned {cut.returncode}, expected {expected_rc}: {cut.stderr[-800:]}"}
     again = finetune_process(model, work / "resumed", work / "state", cfg, {})
     if again.returncode != 0:
         return {"ok": False, "detail": f"resumed run failed: {again.stderr[-800:]}"}
-    same = (work / "whole/model.safetensors").read_bytes() == (work / "resumed/model.safetensors").read_bytes()
+    same = (whole / "model.safetensors").read_bytes() == (work / "resumed/model.safetensors").read_bytes()
     attempts = [a["from_step"] for a in json.loads((work / "resumed/metrics.json").read_text())["attempts"]]
     device = json.loads((work / "resumed/metrics.json").read_text())["device"]
     return {"ok": same, "detail": f"{'bitwise equal' if same else 'DIFFERENT'} after resuming from step {attempts[-1]} on {device}", "attempts": attempts}
@@ -273,8 +281,8 @@ def main() -> None:
         model = make_tiny_model(work / "kill-model", [w for groups in WORDS.values() for g in groups for w in g] + FILLER)
         checks: dict[str, Callable[[], dict]] = {
             "workflow": lambda: check_workflow(work / "workflow", expected, args.reuse),
-            "sigkill_resume": lambda: check_interrupted(work / "kill", model, "WEIGHTSPACE_KILL_AFTER_STEP", 4, -9),
-            "sigterm_resume": lambda: check_interrupted(work / "term", model, "WEIGHTSPACE_TERM_AFTER_STEP", 6, 1),
+            "sigkill_resume": lambda: check_interrupted(work / "kill", model, work / "whole", "WEIGHTSPACE_KILL_AFTER_STEP", 4, -9),
+            "sigterm_resume": lambda: check_interrupted(work / "term", model, work / "whole", "WEIGHTSPACE_TERM_AFTER_STEP", 6, 1),
             "oom_grad_accum": lambda: check_oom(work / "oom") if cuda else {"ok": None, "detail": "needs CUDA"},
             "measurements": lambda: measurements(work, args.dry),
         }

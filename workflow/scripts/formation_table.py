@@ -87,10 +87,15 @@ by_step = (
     .reset_index()
 )
 last = by_step[by_step["step"] == by_step["step"].max()].set_index("dataset")
+
+
 # the steps at which every model of a dataset beats the prior (not necessarily a final stretch:
 # a body that memorises its training split loses the probe's calibration late in training)
-beats = {d: [int(k) for k in g.loc[g["models_beating_prior"] == g["models"], "step"]] for d, g in by_step.groupby("dataset", sort=False)}
-beats_train = {d: [int(k) for k in g.loc[g["train_reading_models_beating_prior"] == g["models"], "step"]] for d, g in by_step.groupby("dataset", sort=False)}
+def steps_all_beat(column: str) -> dict[str, list[int]]:
+    return {d: [int(k) for k in g.loc[g[column] == g["models"], "step"]] for d, g in by_step.groupby("dataset", sort=False)}
+
+
+beats, beats_train = steps_all_beat("models_beating_prior"), steps_all_beat("train_reading_models_beating_prior")
 Path(snakemake.output.md).write_text(
     "## Clustering along training (one-to-one accuracy beside its chance level, p95 of permuted labels)\n\n"
     + to_markdown(geometry.drop(columns=["models", "groups"]), ".3f")
